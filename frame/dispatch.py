@@ -1,0 +1,528 @@
+"""Callback dispatch: filters, handles and the per-object dispatcher.
+
+A dispatcher exists for a state object only while callbacks are attached to
+it. Its `fire(value)` calls a tuple of prepared callables; a plain
+one-argument callback is called directly, anything else (no argument, a
+filter, a weakly held method) through its handle.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import types
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .errors import CallbackSignatureError, CycleError
+
+if TYPE_CHECKING:
+    from .refs import Ref
+
+__all__ = ["Handle", "Filter", "wiring", "MAX_DEPTH"]
+
+#: How deep one object may re-enter its own dispatch before it is a cycle.
+MAX_DEPTH = 32
+
+
+class _Wiring:
+    """A version that changes whenever any dispatch wiring changes.
+
+    Hot loops read the fire callables of their objects once, keep them in
+    locals, and reload them only when `wiring.version` has moved.
+    """
+
+    __slots__ = ("version",)
+
+    def __init__(self) -> None:
+        self.version = 0
+
+    def bump(self) -> None:
+        self.version += 1
+
+
+wiring = _Wiring()
+
+
+class Filter:
+    """When a callback fires: `every`, `once`, `when`, validated up front.
+
+    On a `Counter` the filters follow its value (they fire when the value
+    crosses a multiple of `every`, or reaches a value in `once`); on any other
+    state object they count the sets since attach.
+    """
+
+    __slots__ = ("every", "once", "when")
+
+    def __init__(
+        self,
+        every: int | None = None,
+        once: int | Iterable[int] | None = None,
+        when: Callable[[Any], bool] | None = None,
+    ) -> None:
+        if every is not None:
+            if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
+                raise ValueError(f"every must be a positive int, got {every!r}")
+        if once is not None:
+            if every is not None:
+                raise ValueError(
+                    f"give every or once, not both (got every={every!r}, once={once!r})"
+                )
+            once = _once_values(once)
+        if when is not None and not callable(when):
+            raise ValueError(f"when must be a callable taking the value, got {when!r}")
+        self.every = every
+        self.once = once
+        self.when = when
+
+    @property
+    def empty(self) -> bool:
+        return self.every is None and self.once is None and self.when is None
+
+    def merged(self, other: Filter) -> Filter:
+        """Both filters at once; two counting filters cannot be combined."""
+        if (self.every or self.once) and (other.every or other.once):
+            raise ValueError(
+                f"a filtered ref ({self}) cannot take another every/once filter ({other})"
+            )
+        whens = [w for w in (self.when, other.when) if w is not None]
+        when = whens[0] if len(whens) == 1 else None
+        if len(whens) == 2:
+            first, second = whens
+            when = lambda value: first(value) and second(value)  # noqa: E731
+        merged = Filter(when=when)
+        merged.every = self.every or other.every
+        merged.once = self.once or other.once
+        return merged
+
+    def __repr__(self) -> str:
+        parts = []
+        if self.every is not None:
+            parts.append(f"every={self.every}")
+        if self.once is not None:
+            once = self.once
+            parts.append(f"once={once[0] if len(once) == 1 else list(once)}")
+        if self.when is not None:
+            parts.append(f"when={_callable_name(self.when)}")
+        return ", ".join(parts)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Filter):
+            return NotImplemented
+        return (self.every, self.once, self.when) == (other.every, other.once, other.when)
+
+    def __hash__(self) -> int:
+        return hash((self.every, self.once, self.when))
+
+
+def _once_values(once: Any) -> tuple[int, ...]:
+    values = [once] if isinstance(once, int) else once
+    try:
+        values = list(values)
+    except TypeError:
+        raise ValueError(f"once must be a positive int or a list of them, got {once!r}") from None
+    if not values or any(
+        isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values
+    ):
+        raise ValueError(f"once must be a positive int or a list of them, got {once!r}")
+    return tuple(sorted(set(values)))
+
+
+def _weak_or_strong(obj: Any) -> Callable[[], Any]:
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
+def _takes_value(fn: Callable[..., Any]) -> bool:
+    """True if `fn` is called with the value, False if with nothing.
+
+    A callback with one required positional parameter gets the value; one
+    with none gets nothing. Callables without a readable signature (many
+    builtins) get the value.
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    required = [
+        p
+        for p in signature.parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    positional = [p for p in required if p.kind is not p.KEYWORD_ONLY]
+    if len(required) > len(positional) or len(positional) > 1:
+        raise CallbackSignatureError(
+            f"callback {_callable_name(fn)}{signature} must take one required argument "
+            "(the new value) or none; give the others defaults or wrap it in a lambda"
+        )
+    return bool(positional)
+
+
+def _callable_name(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        return repr(fn)
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType):
+        feature_name = getattr(owner, "name", None)
+        if isinstance(feature_name, str):
+            return f"{name}[{feature_name}]"
+    return name
+
+
+class Handle:
+    """One attached callback; `.remove()` detaches it, and so does leaving a `with`.
+
+    Example:
+        >>> from frame import Feature, StateObject, State
+        >>> class Box(Feature):
+        ...     category = "boxes"
+        ...     content = StateObject()
+        >>> with State():
+        ...     box = Box()
+        ...     with box.content_ref.attach(print):
+        ...         box.content = "inside"
+        ...     box.content = "outside"
+        inside
+    """
+
+    __slots__ = (
+        "dispatcher", "fn", "func", "obj_ref", "takes_value", "priority", "seq",
+        "filter", "owner", "count", "last", "done", "counter", "raw", "call", "__weakref__",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        dispatcher: _Dispatcher,
+        fn: Callable[..., Any],
+        filter: Filter,
+        priority: int,
+        seq: int,
+        owner: Any,
+    ) -> None:
+        self.dispatcher: _Dispatcher | None = dispatcher
+        self.takes_value = _takes_value(fn)
+        self.priority = priority
+        self.seq = seq
+        self.filter = filter
+        self.count = 0
+        self.done: set[int] = set()
+        self.counter = dispatcher.counter
+        self.last = dispatcher.current_value() if dispatcher.counter else 0
+        if isinstance(fn, types.MethodType):
+            # Bound methods are held weakly: a callback must not keep its object alive.
+            self.fn = None
+            self.func = fn.__func__
+            try:
+                self.obj_ref = weakref.ref(fn.__self__, self._owner_died)
+            except TypeError:  # no weak references to it (__slots__): hold it strongly
+                self.obj_ref = lambda obj=fn.__self__: obj
+            if owner is None:
+                owner = fn.__self__
+        else:
+            self.fn = fn
+            self.func = None
+            self.obj_ref = None
+        self.owner = None if owner is None else _weak_or_strong(owner)
+        self.raw = _make_raw(self)
+        self.call = _make_call(self)
+
+    # -- public ---------------------------------------------------------
+    @property
+    def callback(self) -> Callable[..., Any] | None:
+        """The attached callable (a fresh bound method for a weakly held one)."""
+        if self.obj_ref is None:
+            return self.fn
+        obj = self.obj_ref()
+        return None if obj is None else types.MethodType(self.func, obj)
+
+    @property
+    def ref(self) -> Ref | None:
+        """The ref this callback is attached to, or None once removed."""
+        from .refs import Ref
+
+        d = self.dispatcher
+        return None if d is None else Ref(d.owner, d.name)
+
+    @property
+    def callback_owner(self) -> Any:
+        """The object the callback belongs to (a bound method's self, or `owner=`)."""
+        return None if self.owner is None else self.owner()
+
+    @property
+    def name(self) -> str:
+        """A readable name of the callback."""
+        if self.obj_ref is not None:
+            obj = self.obj_ref()
+            owner = getattr(obj, "name", type(obj).__name__)
+            return f"{self.func.__qualname__}[{owner}]"
+        return _callable_name(self.fn)
+
+    @property
+    def active(self) -> bool:
+        return self.dispatcher is not None
+
+    def remove(self) -> None:
+        """Detach the callback; removing twice is harmless."""
+        dispatcher = self.dispatcher
+        if dispatcher is not None:
+            dispatcher.remove(self)
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        where = "removed" if self.dispatcher is None else self.dispatcher.path
+        flt = f" ({self.filter})" if not self.filter.empty else ""
+        return f"<Handle {self.name} on {where}{flt}>"
+
+    # -- dispatch -------------------------------------------------------
+    def passes(self, value: Any) -> bool:
+        """Advance the filter with this set and tell whether the callback fires."""
+        flt = self.filter
+        if flt.every is not None or flt.once is not None:
+            if self.counter:
+                last = self.last
+                self.last = value
+                if flt.every is not None:
+                    if value // flt.every <= last // flt.every:
+                        return False
+                else:
+                    crossed = [t for t in flt.once if last < t <= value and t not in self.done]
+                    if not crossed:
+                        return False
+                    self.done.update(crossed)
+            else:
+                self.count = count = self.count + 1
+                if flt.every is not None:
+                    if count % flt.every:
+                        return False
+                elif count not in flt.once:
+                    return False
+        return flt.when is None or bool(flt.when(value))
+
+    def _owner_died(self, _ref: weakref.ref) -> None:
+        self.remove()
+
+
+def _make_raw(handle: Handle) -> Callable[[Any], None]:
+    """The callback itself as a one-argument callable: no filter, no bookkeeping."""
+    fn, func, obj_ref = handle.fn, handle.func, handle.obj_ref
+    if obj_ref is None:
+        if handle.takes_value:
+            return fn
+        return lambda value: fn()
+    takes_value = handle.takes_value
+
+    def raw(value: Any) -> None:
+        obj = obj_ref()
+        if obj is None:
+            handle.remove()
+        elif takes_value:
+            func(obj, value)
+        else:
+            func(obj)
+
+    return raw
+
+
+def _make_call(handle: Handle) -> Callable[[Any], None]:
+    """One callback's part of a dispatch: its filter, inline for the common kinds, then raw."""
+    raw = handle.raw
+    flt = handle.filter
+    if flt.empty:
+        return raw
+    every, when = flt.every, flt.when
+    if every is not None and handle.counter:
+
+        def call(value: Any) -> None:
+            last = handle.last
+            handle.last = value
+            if value // every > last // every and (when is None or when(value)):
+                raw(value)
+
+    elif every is not None:
+
+        def call(value: Any) -> None:
+            count = handle.count = handle.count + 1
+            if not count % every and (when is None or when(value)):
+                raw(value)
+
+    else:
+
+        def call(value: Any) -> None:
+            if handle.passes(value):
+                raw(value)
+
+    return call
+
+
+def _make_solo(handle: Handle, dispatcher: _Dispatcher) -> Callable[[Any], None]:
+    """What a set calls when `handle` is its object's only callback.
+
+    The filter runs first, so a filtered callback that does not fire costs one
+    call; re-entries are counted only when the callback runs.
+    """
+    raw = handle.raw
+    flt = handle.filter
+    if flt.empty:
+
+        def _solo(value: Any) -> None:
+            depth = dispatcher.depth
+            if depth >= MAX_DEPTH:
+                raise _cycle_error(dispatcher)
+            dispatcher.depth = depth + 1
+            try:
+                raw(value)
+            finally:
+                dispatcher.depth = depth
+
+        return _solo
+    call = handle.call
+    calls = (raw,)
+
+    if flt.every is not None:
+        every, when = flt.every, flt.when
+        if handle.counter:
+
+            def _solo_filtered(value: Any) -> None:
+                last = handle.last
+                handle.last = value
+                if value // every > last // every and (when is None or when(value)):
+                    dispatcher.run(calls, value)
+
+        else:
+
+            def _solo_filtered(value: Any) -> None:
+                count = handle.count = handle.count + 1
+                if not count % every and (when is None or when(value)):
+                    dispatcher.run(calls, value)
+
+        return _solo_filtered
+
+    def _solo_general(value: Any) -> None:
+        dispatcher.run((call,), value)
+
+    return _solo_general
+
+
+class _Dispatcher:
+    """The callbacks of one state object of one owner, in call order."""
+
+    __slots__ = ("owner", "name", "counter", "handles", "calls", "fire", "depth", "_seq")
+
+    def __init__(self, owner: Any, name: str, counter: bool) -> None:
+        self.owner = owner
+        self.name = name
+        self.counter = counter
+        self.handles: tuple[Handle, ...] = ()
+        self.calls: tuple[Callable[[Any], Any], ...] = ()
+        self.fire: Callable[[Any], None] = self.fire_all
+        self.depth = 0
+        self._seq = 0
+
+    @property
+    def path(self) -> str:
+        return f"{self.owner.path}.{self.name}"
+
+    def current_value(self) -> Any:
+        return self.owner.__dict__.get(self.name)
+
+    def add(self, fn: Callable[..., Any], filter: Filter, priority: int, owner: Any) -> Handle:
+        self._seq += 1
+        handle = Handle(self, fn, filter, priority, self._seq, owner)
+        self._set_handles(self.handles + (handle,))
+        return handle
+
+    def remove(self, handle: Handle) -> None:
+        if handle.dispatcher is not self:
+            return
+        handle.dispatcher = None
+        self._set_handles(tuple(h for h in self.handles if h is not handle))
+
+    def _set_handles(self, handles: tuple[Handle, ...]) -> None:
+        self.handles = tuple(sorted(handles, key=lambda h: (-h.priority, h.seq)))
+        self.calls = tuple(h.call for h in self.handles)
+        self.fire = _make_solo(self.handles[0], self) if len(self.handles) == 1 else self.fire_all
+        self.owner._sf.rewire(self.name)
+
+    def resync(self) -> None:
+        """After a silent change, let value-following filters start from the current value."""
+        if self.counter:
+            value = self.current_value()
+            for handle in self.handles:
+                handle.last = value
+
+    def fire_all(self, value: Any) -> None:
+        self.run(self.calls, value)
+
+    def run(self, calls: tuple[Callable[[Any], Any], ...], value: Any) -> None:
+        """Call `calls` with `value`, counting re-entries of this object to catch cycles."""
+        depth = self.depth
+        if depth >= MAX_DEPTH:
+            raise _cycle_error(self)
+        self.depth = depth + 1
+        try:
+            for call in calls:
+                call(value)
+        finally:
+            self.depth = depth
+
+    def fire_observed(self, value: Any, observer: Any) -> None:
+        """Fire, telling `observer` about each callback that passes its filter."""
+        depth = self.depth
+        if depth >= MAX_DEPTH:
+            raise _cycle_error(self)
+        self.depth = depth + 1
+        try:
+            for handle in self.handles:
+                if handle.passes(value):
+                    token = observer.enter_callback(handle)
+                    try:
+                        handle.raw(value)
+                    finally:
+                        observer.exit_callback(token)
+        finally:
+            self.depth = depth
+
+
+_DISPATCH_FRAMES = {"run", "_solo", "fire_observed"}
+
+
+def _cycle_error(dispatcher: _Dispatcher) -> CycleError:
+    """Name the cycle by walking the frames of the dispatches in progress."""
+    chain: list[str] = []
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in _DISPATCH_FRAMES and code.co_filename == __file__:
+            local = frame.f_locals
+            running = local.get("self", local.get("dispatcher"))
+            if isinstance(running, _Dispatcher):
+                chain.append(running.path)
+        frame = frame.f_back
+    chain.reverse()  # outermost first; the innermost is `dispatcher` itself
+    cycle = _shortest_cycle(chain)
+    return CycleError(
+        f"callbacks set each other in a cycle: {' -> '.join(cycle)} "
+        f"({dispatcher.path} re-entered {MAX_DEPTH} times); "
+        "break the loop, or guard the set with a condition",
+        cycle,
+    )
+
+
+def _shortest_cycle(chain: list[str]) -> list[str]:
+    """The repeating tail of a dispatch chain, closed on its first element."""
+    if not chain:
+        return chain
+    last = chain[-1]
+    for i in range(len(chain) - 2, -1, -1):
+        if chain[i] == last:
+            return chain[i:]
+    return chain

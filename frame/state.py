@@ -1,0 +1,485 @@
+"""The State: the root container of every feature of an experiment."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import _context
+from ._names import did_you_mean
+from ._render import render_tree, summarize
+from .dispatch import Handle, _Dispatcher, wiring
+from .errors import NameConflictError, UnknownNameError
+from .feature import CATEGORIES, Feature, Observable, _state_dict_error, check_feature_name, default_name
+from .objects import Param, StateObject
+from .refs import Ref
+
+__all__ = ["State", "Container", "state"]
+
+
+class Container(Observable):
+    """The features of one category (`state.metrics`): iterable, sized, observable.
+
+    Its `added` and `removed` objects fire with a feature once it is fully
+    constructed, or once it is removed, so plugins react to features created
+    after them: `state.metrics.added_ref.attach(fn)`.
+    """
+
+    added = StateObject(persist=False, doc="fires with each feature once it is constructed")
+    removed = StateObject(persist=False, doc="fires with each feature removed")
+
+    def __init__(self, state: State, category: str) -> None:
+        self.__dict__["category"] = category
+        self._sf.state = state
+
+    @property
+    def path(self) -> str:
+        return self.category
+
+    def _members(self) -> list[Feature]:
+        objects = type(self)._sf_objects
+        return [v for k, v in self.__dict__.items() if isinstance(v, Feature) and k not in objects]
+
+    def _fire(self, name: str, feature: Feature) -> None:
+        # An event, not a value to keep: holding the feature would keep a removed one alive.
+        try:
+            setattr(self, name, feature)
+        finally:
+            self.__dict__[name] = None
+
+    def __iter__(self) -> Iterator[Feature]:
+        return iter(self._members())
+
+    def __len__(self) -> int:
+        return len(self._members())
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return isinstance(self.__dict__.get(item), Feature)
+        return any(item is f for f in self._members())
+
+    def __getitem__(self, name: str) -> Feature:
+        feature = self.__dict__.get(name)
+        if not isinstance(feature, Feature):
+            raise UnknownNameError(
+                f"no feature {name!r} in {self.category}; "
+                + did_you_mean(name, [f.name for f in self._members()])
+            )
+        return feature
+
+    def _display_name(self) -> str:
+        return self.category
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name.endswith("_ref"):
+            return super().__getattr__(name)
+        return self[name]
+
+    def __repr__(self) -> str:
+        return f"<Container {self.category}: {', '.join(f.name for f in self._members()) or 'empty'}>"
+
+
+class _Core:
+    """A State's bookkeeping, kept under one private attribute."""
+
+    __slots__ = ("features", "containers", "silence", "hold", "pending", "observers", "tokens")
+
+    def __init__(self) -> None:
+        self.features: dict[str, Feature] = {}
+        self.containers: dict[str, Container] = {}
+        self.silence = 0
+        self.hold = 0
+        self.pending: dict[tuple[Observable, str], Any] = {}
+        self.observers: list[Any] = []
+        self.tokens: list[Any] = []
+
+    def __repr__(self) -> str:
+        return f"<{len(self.features)} features>"
+
+
+class State:
+    """The root container: every feature of an experiment, grouped by category.
+
+    `frame.state` is the global default; `with State() as s:` makes `s` the
+    current state inside the block (tests, libraries, two experiments in one
+    process). Categories (`state.engines`, `state.metrics`, ...) are created
+    on first use; `state.<feature name>` is a shortcut to any feature.
+
+    Example:
+        >>> from frame import State, Params
+        >>> with State() as s:
+        ...     Params(name="hp", lr=0.1)
+        ...     print(len(s.params), s.hp.lr, s.hp.lr_ref.path)
+        1 0.1 params.hp.lr
+    """
+
+    _frame: _Core
+
+    def __init__(self) -> None:
+        self.__dict__["_frame"] = _Core()
+
+    # -- scoping ----------------------------------------------------------
+    @staticmethod
+    def current() -> State:
+        """The active State: the innermost `with State()`, else `frame.state`."""
+        return _context.current()
+
+    def __enter__(self) -> State:
+        self._frame.tokens.append(_context._current.set(self))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _context._current.reset(self._frame.tokens.pop())
+
+    # -- lookup -------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        core = self._frame
+        feature = core.features.get(name)
+        if feature is not None:
+            return feature
+        if name in CATEGORIES:
+            return self._container(name)
+        raise UnknownNameError(
+            f"state has no feature or category {name!r}; "
+            + did_you_mean(name, [*core.features, *CATEGORIES])
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(
+            f"cannot set state.{name}: a State holds features, which register themselves "
+            f"when created (for a value, use Params(name=..., {name}=...))"
+        )
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *self._frame.features, *self._frame.containers})
+
+    def _container(self, category: str) -> Container:
+        container = self._frame.containers.get(category)
+        if container is None:
+            container = Container(self, category)
+            self._frame.containers[category] = container
+            self.__dict__[category] = container
+        return container
+
+    @property
+    def containers(self) -> list[Container]:
+        """The containers created so far."""
+        return list(self._frame.containers.values())
+
+    @property
+    def features(self) -> list[Feature]:
+        """Every feature, in creation order."""
+        return list(self._frame.features.values())
+
+    def refs(self) -> list[Ref]:
+        """A ref to every state object of every feature."""
+        return [ref for f in self._frame.features.values() for ref in f.refs().values()]
+
+    # -- registration -------------------------------------------------------
+    def _add(self, feature: Feature, name: str | None) -> None:
+        cls = type(feature)
+        name = default_name(cls) if name is None else check_feature_name(name, cls)
+        core = self._frame
+        existing = core.features.get(name)
+        if existing is not None:
+            raise NameConflictError(
+                f"a feature named {name!r} already exists at {existing.path} "
+                f"({type(existing).__name__}); give the new {cls.__name__} another name=..."
+            )
+        if name in _reserved_names():
+            raise NameConflictError(
+                f"name {name!r} of a {cls.__name__} would shadow state.{name} "
+                f"(an attribute or category of State); choose another name=..."
+            )
+        feature.__dict__["name"] = name
+        core.features[name] = feature
+        self._container(cls.category).__dict__[name] = feature
+        feature._sf.state = self
+
+    def _announce(self, feature: Feature) -> None:
+        if self._frame.silence or self._frame.hold or self._frame.observers:
+            feature._sf.rewire_all()
+        self._container(feature.category)._fire("added", feature)
+
+    def remove(self, feature: Feature | str, *, announce: bool = True) -> None:
+        """Remove a feature (or the feature of that name) and every callback it owns."""
+        if isinstance(feature, str):
+            feature = self._feature(feature)
+        core = self._frame
+        if core.features.get(feature.name) is not feature:
+            raise UnknownNameError(f"{feature.path} is not in this state")
+        for dispatcher in list(self._dispatchers()):
+            for handle in dispatcher.handles:
+                if handle.callback_owner is feature:
+                    handle.remove()
+        for handle in [h for d in feature._sf.dispatchers.values() for h in d.handles]:
+            handle.remove()
+        del core.features[feature.name]
+        container = core.containers[feature.category]
+        del container.__dict__[feature.name]
+        feature._sf.state = None
+        feature._sf.drop_all()
+        wiring.bump()
+        if announce:
+            container._fire("removed", feature)
+
+    def clear(self) -> None:
+        """Remove every feature and container, silently."""
+        core = self._frame
+        for dispatcher in list(self._dispatchers()):
+            for handle in dispatcher.handles:
+                handle.remove()
+        for feature in core.features.values():
+            feature._sf.state = None
+            feature._sf.drop_all()
+        for category in core.containers:
+            del self.__dict__[category]
+        core.features.clear()
+        core.containers.clear()
+        core.pending.clear()
+        wiring.bump()
+
+    def _feature(self, name: str) -> Feature:
+        try:
+            return self._frame.features[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"state has no feature {name!r}; " + did_you_mean(name, self._frame.features)
+            ) from None
+
+    def _observables(self) -> Iterator[Observable]:
+        yield from self._frame.containers.values()
+        yield from self._frame.features.values()
+
+    def _dispatchers(self) -> Iterator[_Dispatcher]:
+        for observable in self._observables():
+            yield from observable._sf.dispatchers.values()
+
+    def handles(self) -> list[Handle]:
+        """Every attached callback in this state."""
+        return [h for d in self._dispatchers() for h in d.handles]
+
+    # -- modes: hold, silence, observers --------------------------------------
+    def _active_fire(
+        self, owner: Observable, name: str, dispatcher: _Dispatcher | None
+    ) -> Callable[[Any], None] | None:
+        core = self._frame
+        if core.silence:
+            return None
+        fire = None if dispatcher is None else dispatcher.fire
+        if core.observers:
+            fire = _observed(Ref(owner, name), dispatcher, _Observers(core.observers))
+        if core.hold and fire is not None:
+            pending = core.pending
+            key = (owner, name)
+
+            def fire(value: Any) -> None:
+                pending[key] = value
+
+        return fire
+
+    def _rewire_all(self) -> None:
+        for observable in self._observables():
+            observable._sf.rewire_all()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Defer events; at the outermost exit fire each object once, with its last value.
+
+        Objects fire in the order they were first set. If the block raises,
+        the deferred events are dropped (the values stay set).
+        """
+        core = self._frame
+        core.hold += 1
+        if core.hold == 1:
+            self._rewire_all()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            core.hold -= 1
+            if core.hold == 0:
+                pending = dict(core.pending)
+                core.pending.clear()
+                self._rewire_all()
+                if ok:
+                    for (owner, name), value in pending.items():
+                        fire = owner._sf.get(name)
+                        if fire is not None:
+                            fire(value)
+
+    @contextlib.contextmanager
+    def silenced(self) -> Iterator[None]:
+        """Fire nothing inside the block (used to restore a state dict)."""
+        core = self._frame
+        core.silence += 1
+        if core.silence == 1:
+            self._rewire_all()
+        try:
+            yield
+        finally:
+            core.silence -= 1
+            if core.silence == 0:
+                self._rewire_all()
+                for dispatcher in self._dispatchers():
+                    dispatcher.resync()
+
+    def observe(self, observer: Any) -> _ObserverHandle:
+        """Tell `observer` about every set of every object (for tracing tools).
+
+        The observer has `enter_event(ref, value) -> token`, `exit_event(token)`,
+        `enter_callback(handle) -> token` and `exit_callback(token)`. Costs
+        nothing once removed: dispatchers are swapped back.
+        """
+        self._frame.observers.append(observer)
+        self._rewire_all()
+        return _ObserverHandle(self, observer)
+
+    # -- serialization -------------------------------------------------------
+    def state_dict(self) -> dict[str, dict[str, Any]]:
+        """`{category: {feature: feature.state_dict()}}` as plain nested dicts."""
+        result: dict[str, dict[str, Any]] = {}
+        for container in self._frame.containers.values():
+            members = {f.name: f.state_dict() for f in container}
+            if members:
+                result[container.category] = members
+        return result
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> None:
+        """Restore every feature silently.
+
+        Raises:
+            StateDictError: when `strict` and any key is missing or unexpected;
+                one error lists them all by path.
+        """
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        missing: list[str] = []
+        unexpected: list[str] = []
+        matched: list[tuple[Feature, dict[str, Any]]] = []
+        for feature in self._frame.features.values():
+            section = state_dict.get(feature.category)
+            given = section.get(feature.name) if isinstance(section, dict) else None
+            if given is None:
+                missing.extend(f"{feature.path}.{k}" for k in feature.state_dict())
+                continue
+            m, u = feature._mismatch(given)
+            missing.extend(m)
+            unexpected.extend(u)
+            matched.append((feature, given))
+        for category, section in state_dict.items():
+            if not isinstance(section, dict):
+                unexpected.append(str(category))
+                continue
+            for name in section:
+                feature = self._frame.features.get(name)
+                if feature is None or feature.category != category:
+                    unexpected.append(f"{category}.{name}")
+        if strict and (missing or unexpected):
+            raise _state_dict_error(missing, unexpected)
+        with self.silenced():
+            for feature, given in matched:
+                feature._load(given)
+
+    def config(self) -> dict[str, Any]:
+        """Every `Param` of every feature, by path: the experiment's configuration."""
+        config = {}
+        for feature in self._frame.features.values():
+            for name, obj in type(feature)._sf_objects.items():
+                if isinstance(obj, Param):
+                    config[f"{feature.path}.{name}"] = feature.__dict__[name]
+        return config
+
+    # -- inspection ---------------------------------------------------------
+    def tree(self, width: int = 100) -> str:
+        """The whole state as a readable tree with current values."""
+        return render_tree(self, width)
+
+    def __repr__(self) -> str:
+        return self.tree()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = []
+        for container in self.containers:
+            for feature in container:
+                values = "".join(
+                    f"<tr><td style='padding-left:2em'>{html.escape(n)}</td>"
+                    f"<td><code>{html.escape(summarize(v))}</code></td></tr>"
+                    for n, v in feature.values().items()
+                )
+                rows.append(
+                    f"<tr><th colspan=2 style='text-align:left'>{html.escape(feature.path)} "
+                    f"<small>({type(feature).__name__})</small></th></tr>{values}"
+                )
+        return "<table>" + "".join(rows) + "</table>"
+
+
+class _Observers:
+    """Several observers seen as one."""
+
+    __slots__ = ("observers",)
+
+    def __init__(self, observers: list[Any]) -> None:
+        self.observers = tuple(observers)
+
+    def enter_event(self, ref: Ref, value: Any) -> list[Any]:
+        return [o.enter_event(ref, value) for o in self.observers]
+
+    def exit_event(self, tokens: list[Any]) -> None:
+        for observer, token in zip(self.observers, tokens):
+            observer.exit_event(token)
+
+    def enter_callback(self, handle: Handle) -> list[Any]:
+        return [o.enter_callback(handle) for o in self.observers]
+
+    def exit_callback(self, tokens: list[Any]) -> None:
+        for observer, token in zip(self.observers, tokens):
+            observer.exit_callback(token)
+
+
+def _observed(ref: Ref, dispatcher: _Dispatcher | None, observers: _Observers) -> Callable[[Any], None]:
+    def fire(value: Any) -> None:
+        token = observers.enter_event(ref, value)
+        try:
+            if dispatcher is not None:
+                dispatcher.fire_observed(value, observers)
+        finally:
+            observers.exit_event(token)
+
+    return fire
+
+
+class _ObserverHandle:
+    def __init__(self, state: State, observer: Any) -> None:
+        self.state = state
+        self.observer = observer
+
+    def remove(self) -> None:
+        observers = self.state._frame.observers
+        if self.observer in observers:
+            observers.remove(self.observer)
+            self.state._rewire_all()
+
+    def __enter__(self) -> _ObserverHandle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
+
+
+def _reserved_names() -> set[str]:
+    names = {n for n in dir(State) if not n.startswith("_")}
+    names.update(n for n in dir(Container) if not n.startswith("_"))
+    names.update(CATEGORIES)
+    names.add("state")
+    return names
+
+
+state = State()
+_context._default.append(state)
