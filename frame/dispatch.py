@@ -158,7 +158,10 @@ def _takes_value(fn: Callable[..., Any]) -> bool:
             f"callback {_callable_name(fn)}{signature} must take one required argument "
             "(the new value) or none; give the others defaults or wrap it in a lambda"
         )
-    return bool(positional)
+    if positional:
+        return True
+    # `*args` accepts the value: builtins such as print expose `(*args, ...)`.
+    return any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
 
 
 def _callable_name(fn: Any) -> str:

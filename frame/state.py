@@ -72,8 +72,13 @@ class Container(Observable):
         return self.category
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name.endswith("_ref"):
-            return super().__getattr__(name)
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name.endswith("_ref"):
+            raise UnknownNameError(
+                f"container {self.category} has no state object {name[:-4]!r}; "
+                + did_you_mean(name, [f"{n}_ref" for n in type(self)._sf_objects])
+            )
         return self[name]
 
     def __repr__(self) -> str:
@@ -109,7 +114,7 @@ class State:
     Example:
         >>> from frame import State, Params
         >>> with State() as s:
-        ...     Params(name="hp", lr=0.1)
+        ...     hp = Params(name="hp", lr=0.1)
         ...     print(len(s.params), s.hp.lr, s.hp.lr_ref.path)
         1 0.1 params.hp.lr
     """
