@@ -366,6 +366,39 @@ def _make_call(handle: Handle) -> Callable[[Any], None]:
     return call
 
 
+def _nothing(value: Any) -> None:
+    pass
+
+
+def _make_fire(dispatcher: _Dispatcher) -> Callable[[Any], None]:
+    """What a set calls: the one callback's solo closure, or the tightest loop that fits.
+
+    Callbacks taking no value are called as they are, without a wrapper:
+    a loop over those alone has no per-callback branch.
+    """
+    handles = dispatcher.handles
+    if not handles:
+        return _nothing
+    if len(handles) == 1:
+        return _make_solo(handles[0], dispatcher)
+    entries = [_loop_entry(h) for h in handles]
+    if all(takes_value for _, takes_value in entries):
+        calls = tuple(call for call, _ in entries)
+        return lambda value: dispatcher.run(calls, value)
+    if not any(takes_value for _, takes_value in entries):
+        bare = tuple(call for call, _ in entries)
+        return lambda value: dispatcher.run_bare(bare, value)
+    mixed = tuple(entries)
+    return lambda value: dispatcher.run_mixed(mixed, value)
+
+
+def _loop_entry(handle: Handle) -> tuple[Callable[..., Any], bool]:
+    """A handle's entry in a dispatch loop: (callable, whether it takes the value)."""
+    if handle.call is handle.raw and handle.obj_ref is None and not handle.takes_value:
+        return handle.fn, False
+    return handle.call, True
+
+
 def _make_solo(handle: Handle, dispatcher: _Dispatcher) -> Callable[[Any], None]:
     """What a set calls when `handle` is its object's only callback.
 
@@ -418,15 +451,14 @@ def _make_solo(handle: Handle, dispatcher: _Dispatcher) -> Callable[[Any], None]
 class _Dispatcher:
     """The callbacks of one state object of one owner, in call order."""
 
-    __slots__ = ("owner", "name", "counter", "handles", "calls", "fire", "depth", "_seq")
+    __slots__ = ("owner", "name", "counter", "handles", "fire", "depth", "_seq")
 
     def __init__(self, owner: Any, name: str, counter: bool) -> None:
         self.owner = owner
         self.name = name
         self.counter = counter
         self.handles: tuple[Handle, ...] = ()
-        self.calls: tuple[Callable[[Any], Any], ...] = ()
-        self.fire: Callable[[Any], None] = self.fire_all
+        self.fire: Callable[[Any], None] = _nothing
         self.depth = 0
         self._seq = 0
 
@@ -451,8 +483,7 @@ class _Dispatcher:
 
     def _set_handles(self, handles: tuple[Handle, ...]) -> None:
         self.handles = tuple(sorted(handles, key=lambda h: (-h.priority, h.seq)))
-        self.calls = tuple(h.call for h in self.handles)
-        self.fire = _make_solo(self.handles[0], self) if len(self.handles) == 1 else self.fire_all
+        self.fire = _make_fire(self)
         self.owner._sf.rewire(self.name)
 
     def resync(self) -> None:
@@ -462,11 +493,8 @@ class _Dispatcher:
             for handle in self.handles:
                 handle.last = value
 
-    def fire_all(self, value: Any) -> None:
-        self.run(self.calls, value)
-
     def run(self, calls: tuple[Callable[[Any], Any], ...], value: Any) -> None:
-        """Call `calls` with `value`, counting re-entries of this object to catch cycles."""
+        """Call each of `calls` with `value`, counting re-entries of this object to catch cycles."""
         depth = self.depth
         if depth >= MAX_DEPTH:
             raise _cycle_error(self)
@@ -474,6 +502,33 @@ class _Dispatcher:
         try:
             for call in calls:
                 call(value)
+        finally:
+            self.depth = depth
+
+    def run_bare(self, calls: tuple[Callable[[], Any], ...], value: Any) -> None:
+        """`run` for callbacks that all take no value: each is called as it is."""
+        depth = self.depth
+        if depth >= MAX_DEPTH:
+            raise _cycle_error(self)
+        self.depth = depth + 1
+        try:
+            for call in calls:
+                call()
+        finally:
+            self.depth = depth
+
+    def run_mixed(self, calls: tuple[tuple[Callable[..., Any], bool], ...], value: Any) -> None:
+        """`run` for a mix: each entry is (callable, whether it takes the value)."""
+        depth = self.depth
+        if depth >= MAX_DEPTH:
+            raise _cycle_error(self)
+        self.depth = depth + 1
+        try:
+            for call, takes_value in calls:
+                if takes_value:
+                    call(value)
+                else:
+                    call()
         finally:
             self.depth = depth
 
@@ -495,7 +550,7 @@ class _Dispatcher:
             self.depth = depth
 
 
-_DISPATCH_FRAMES = {"run", "_solo", "fire_observed"}
+_DISPATCH_FRAMES = {"run", "run_bare", "run_mixed", "_solo", "fire_observed"}
 
 
 def _cycle_error(dispatcher: _Dispatcher) -> CycleError:

@@ -1,0 +1,378 @@
+"""The Engine: runs `process(engine, batch)` over data, and every step is an event.
+
+Torch-free: it works on any iterable, and finds a data loader's order
+generator by duck typing (`get_state` / `set_state`) for exact resume.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, wiring
+from frame.errors import FrameError
+
+__all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError"]
+
+#: Engines following a ref run before ordinary callbacks on it, so a chart or a
+#: checkpoint on the same ref reads the metrics they produced.
+RUN_ON_PRIORITY = 100
+
+_STEP_NAMES = ("batch", "n_iteration_started", "output", "n_samples", "epoch_iteration", "n_iteration_completed")
+
+
+class EngineError(FrameError, RuntimeError):
+    """An engine was used in a way it cannot run (already running, empty data, ...)."""
+
+
+class Engine(Feature):
+    """Runs `process(engine, batch)` over `data` for `n_epochs` epochs per run.
+
+    Every step is a state object, so attaching to a ref is handling an event:
+    `engine.n_iteration_completed_ref.attach(fn, every=100)`. Counters are
+    cumulative over the engine's life; an evaluator's `n_epoch_completed`
+    counts its evaluations.
+
+    Args:
+        name: the engine's name (`state.<name>`).
+        process: `process(engine, batch) -> output`, ignite's signature.
+        data: any iterable, restarted each epoch; None with `epoch_length`
+            calls `process` with `batch=None`.
+        n_epochs: epochs per run.
+        epoch_length: iterations per epoch; inferred from `len(data)` or from
+            the first exhaustion when not given.
+        run_on: a ref (or filtered ref) whose every firing runs this engine.
+        batch_size_fn: `fn(batch) -> int` for `n_samples` when the default
+            rule (first dimension of the first tensor) does not fit.
+
+    Example:
+        >>> from frame import State
+        >>> from features import Engine
+        >>> with State() as s:
+        ...     trainer = Engine("trainer", lambda engine, batch: sum(batch), data=[[1, 2], [3, 4]], n_epochs=2)
+        ...     handle = trainer.n_epoch_completed_ref.attach(lambda: print("epoch", trainer.n_epoch_completed, trainer.output))
+        ...     trainer.run()
+        epoch 1 7
+        epoch 2 7
+    """
+
+    category = "engines"
+
+    n_run_started = Counter(doc="runs started")
+    n_run_completed = Counter(doc="runs completed (a terminated run completes too)")
+    n_epoch_started = Counter(doc="epochs started, over all runs")
+    n_epoch_completed = Counter(doc="epochs completed, over all runs")
+    n_iteration_started = Counter(doc="iterations started, over all runs")
+    n_iteration_completed = Counter(doc="iterations completed, over all runs")
+    n_samples = Counter(doc="samples processed, over all runs")
+    batch = StateObject(persist=False, doc="the current batch")
+    output = StateObject(persist=False, doc="what process returned for the current batch")
+    exception = StateObject(persist=False, doc="the exception that stopped the engine")
+    n_epochs = Param(1, doc="epochs per run")
+    epoch_length = Param(None, doc="iterations per epoch (None: inferred from the data)")
+    epoch_iteration = Counter(doc="iterations completed in the current epoch (for resume)")
+    run_first_epoch = Counter(doc="n_epoch_completed when the current run started (for resume)")
+    in_epoch = StateObject(False, doc="an epoch started and not completed (for resume)")
+
+    def __init__(
+        self,
+        name: str,
+        process: Callable[[Engine, Any], Any],
+        data: Iterable[Any] | None = None,
+        *,
+        n_epochs: int = 1,
+        epoch_length: int | None = None,
+        run_on: Ref | FilteredRef | None = None,
+        batch_size_fn: Callable[[Any], int] | None = None,
+    ) -> None:
+        if not callable(process):
+            raise TypeError(f"process of engine {name!r} must be callable as process(engine, batch), got {process!r}")
+        super().__init__(name=name)
+        self.process = process
+        self.data = data
+        self.n_epochs = _positive_int(n_epochs, "n_epochs", name)
+        self.epoch_length = None if epoch_length is None else _positive_int(epoch_length, "epoch_length", name)
+        self.batch_size_fn = batch_size_fn
+        self.run_on: Ref | FilteredRef | None = None
+        self._running = False
+        self._terminate = False
+        self._stop_epoch = False  # set by terminate() and terminate_epoch(): one check per iteration
+        self._iterator: Iterator[Any] | None = None
+        self._data_state: Any = None  # the order generator's state at the start of the epoch
+        self._restore_data_state: Any = None
+        if run_on is not None:
+            self.follow(run_on)
+
+    # -- wiring -----------------------------------------------------------
+    def follow(self, ref: Ref | FilteredRef) -> None:
+        """Run this engine whenever `ref` fires (what `run_on=` does)."""
+        ref = as_ref(ref, f"run_on of engine {self.name!r}")
+        other = getattr(ref.owner, "state", None)
+        if other is not self.state:
+            raise ValueError(
+                f"engine {self.name!r} cannot run on {ref.path}: it belongs to another State; "
+                "create both inside the same `with State():` block"
+            )
+        self.run_on = ref
+        ref.attach(self._run_on_fire, priority=RUN_ON_PRIORITY)
+
+    def _run_on_fire(self) -> None:
+        self.run()
+
+    # -- control ----------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while `run()` is executing."""
+        return self._running
+
+    @property
+    def run_in_progress(self) -> bool:
+        """A run started and not completed (executing, or stopped by an error or a checkpoint)."""
+        return self.n_run_started > self.n_run_completed
+
+    def terminate(self) -> None:
+        """Stop after the current iteration; the epoch does not complete, the run does."""
+        self._terminate = self._stop_epoch = True
+
+    def terminate_epoch(self) -> None:
+        """Complete the current epoch after the current iteration, then go on."""
+        self._stop_epoch = True
+
+    def run(
+        self,
+        data: Iterable[Any] | None = None,
+        *,
+        n_epochs: int | None = None,
+        epoch_length: int | None = None,
+    ) -> Engine:
+        """Run `n_epochs` epochs, or continue a run that was stopped (e.g. restored from a checkpoint).
+
+        Returns:
+            The engine, so `engine.run().output` reads naturally.
+        """
+        if self._running:
+            raise EngineError(
+                f"engine {self.name!r} is already running (iteration {self.n_iteration_completed}); "
+                "an engine cannot run inside its own run: give the nested run its own Engine"
+            )
+        if data is not None:
+            self.data = data
+            self._iterator = None
+        if n_epochs is not None:
+            self.n_epochs = _positive_int(n_epochs, "n_epochs", self.name)
+        if epoch_length is not None:
+            self.epoch_length = _positive_int(epoch_length, "epoch_length", self.name)
+        if self.data is None and self.epoch_length is None:
+            raise EngineError(
+                f"engine {self.name!r} has no data: pass data=... (any iterable), "
+                "or epoch_length=... to call process with batch=None"
+            )
+        self._running = True
+        self._terminate = self._stop_epoch = False
+        try:
+            if not self.run_in_progress:
+                self.run_first_epoch = self.n_epoch_completed
+                self.in_epoch = False
+                self.epoch_iteration = 0
+                self._iterator = None
+                self.n_run_started += 1
+            while not self._terminate and self.n_epoch_completed - self.run_first_epoch < self.n_epochs:
+                if not self.in_epoch:
+                    self.in_epoch = True
+                    self.epoch_iteration = 0
+                    self.n_epoch_started += 1
+                self._run_epoch()
+                if self._terminate:
+                    break
+                self.in_epoch = False
+                self.n_epoch_completed += 1
+            self.in_epoch = False
+            self.n_run_completed += 1
+        except Exception as error:
+            note = f"in engine {self.name!r} at iteration {self.n_iteration_started} (epoch {self.n_epoch_started})"
+            _add_note(error, note)
+            self.exception = error
+            raise
+        finally:
+            self._running = False
+        return self
+
+    # -- the loop -----------------------------------------------------------
+    def _run_epoch(self) -> None:
+        values = self.__dict__
+        machinery = self._sf
+        process = self.process
+        size_fn = self.batch_size_fn
+        size_type: type | None = None
+        size: Any = 1
+        epoch_length = self.epoch_length
+        done = values["epoch_iteration"]
+        restarted_at = -1
+        version = -1
+        fire_batch = fire_started = fire_output = fire_samples = fire_done = fire_completed = None
+        self._stop_epoch = False
+        iterator = self._epoch_iterator()
+        while epoch_length is None or done < epoch_length:
+            for batch in iterator:
+                if wiring.version != version:
+                    # Callbacks attached or removed: reload what each step fires.
+                    version = wiring.version
+                    fire_batch, fire_started, fire_output, fire_samples, fire_done, fire_completed = map(
+                        machinery.get, _STEP_NAMES
+                    )
+                values["batch"] = batch
+                if fire_batch is not None:
+                    fire_batch(batch)
+                n = values["n_iteration_started"] + 1
+                values["n_iteration_started"] = n
+                if fire_started is not None:
+                    fire_started(n)
+                output = process(self, batch)
+                values["output"] = output
+                if fire_output is not None:
+                    fire_output(output)
+                if size_fn is None and type(batch) is not size_type:
+                    size_type = type(batch)
+                    size = _size_rule(batch)
+                n = values["n_samples"] + (size if size.__class__ is int else (size_fn or size)(batch))
+                values["n_samples"] = n
+                if fire_samples is not None:
+                    fire_samples(n)
+                done += 1
+                values["epoch_iteration"] = done
+                if fire_done is not None:
+                    fire_done(done)
+                n = values["n_iteration_completed"] + 1
+                values["n_iteration_completed"] = n
+                if fire_completed is not None:
+                    fire_completed(n)
+                if done == epoch_length or self._stop_epoch:
+                    break
+            else:  # the data ran out
+                iterator = self._exhausted(done, restarted_at)
+                if iterator is None:
+                    break
+                restarted_at = done
+                epoch_length = self.epoch_length
+                continue
+            break
+        if epoch_length is not None and epoch_length == _length(self.data):
+            self._iterator = None  # the data was used up: the next epoch starts afresh
+
+    def _epoch_iterator(self) -> Iterator[Any]:
+        if self.data is None:
+            return itertools.repeat(None)
+        if self._iterator is None:
+            self._iterator = self._new_iterator()
+            skip = self.epoch_iteration
+            if skip:  # resume mid-epoch: the same order, without the processed part
+                for _ in range(skip):
+                    next(self._iterator)
+        return self._iterator
+
+    def _new_iterator(self) -> Iterator[Any]:
+        generator = _order_generator(self.data)
+        if generator is None:
+            return iter(self.data)
+        restore, self._restore_data_state = self._restore_data_state, None
+        if restore is None:
+            self._data_state = generator.get_state()
+            return iter(self.data)
+        # Resuming mid-epoch: draw the epoch's order from the state it had when
+        # the epoch started, then put the generator back where it was saved.
+        now = generator.get_state()
+        generator.set_state(restore)
+        self._data_state = restore
+        iterator = iter(self.data)
+        generator.set_state(now)
+        return iterator
+
+    def _exhausted(self, done: int, restarted_at: int) -> Iterator[Any] | None:
+        """The data ran out after `done` iterations: end the epoch, or restart the data."""
+        self._iterator = None
+        if done == 0 or done == restarted_at:
+            raise EngineError(
+                f"the data of engine {self.name!r} is empty: it yielded no batch"
+                + ("" if done == 0 else f" after a restart at iteration {done} of the epoch")
+                + "; check the data set and loader (drop_last with too few samples?)"
+            )
+        if self.epoch_length is None:
+            self.epoch_length = done
+            return None
+        self._iterator = self._new_iterator()
+        return self._iterator
+
+    # -- serialization ------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The counters and params, plus the data order: its generator's state at
+        the start of the current epoch and now (None when the data has none)."""
+        state_dict = super().state_dict()
+        generator = _order_generator(self.data)
+        state_dict["data_state"] = {
+            "epoch_start": self._data_state,
+            "now": None if generator is None else generator.get_state(),
+        }
+        return state_dict
+
+    def _load(self, state_dict: dict[str, Any]) -> None:
+        super()._load(state_dict)
+        data_state = state_dict.get("data_state") or {}
+        generator = _order_generator(self.data)
+        if generator is not None and data_state.get("now") is not None:
+            generator.set_state(data_state["now"])
+        self._restore_data_state = data_state.get("epoch_start") if self.epoch_iteration else None
+        self._iterator = None
+
+
+def _positive_int(value: Any, argument: str, engine: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{argument} of engine {engine!r} must be a positive int, got {value!r}")
+    return value
+
+
+def _length(data: Any) -> int | None:
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _order_generator(data: Any) -> Any:
+    """The generator deciding a loader's order (`loader.generator` or its sampler's), if any."""
+    batch_sampler = getattr(data, "batch_sampler", None)
+    for holder in (data, getattr(data, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None)):
+        generator = getattr(holder, "generator", None)
+        if generator is not None and hasattr(generator, "get_state") and hasattr(generator, "set_state"):
+            return generator
+    return None
+
+
+def _size_rule(batch: Any) -> int | Callable[[Any], int]:
+    """How to read the size of batches of this type: a constant, or a function.
+
+    The first dimension of a tensor, of the first element of a tuple or list,
+    or of the first value of a mapping; 1 for anything else (a scalar).
+    """
+    if hasattr(batch, "shape") and hasattr(batch, "dtype"):
+        return len if len(batch.shape) else 1
+    if isinstance(batch, (list, tuple)) and batch:
+        inner = _size_rule(batch[0])
+        if isinstance(inner, int):
+            return inner
+        if inner is len:
+            return lambda b: len(b[0])
+        return lambda b: inner(b[0])
+    if isinstance(batch, Mapping) and batch:
+        inner = _size_rule(next(iter(batch.values())))
+        if isinstance(inner, int):
+            return inner
+        return lambda b: inner(next(iter(b.values())))
+    return 1
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    else:  # Python 3.10
+        error.__notes__ = [*getattr(error, "__notes__", []), note]

@@ -1,0 +1,256 @@
+"""Metrics as peers: they follow a ref, and publish their result in `value`.
+
+The built-ins work on tensors through their methods only, so this module
+imports no torch; `IgniteMetric` brings every `ignite.metrics` metric in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from frame import Feature, FilteredRef, Ref, StateObject, as_ref
+from frame._names import snake_case
+
+__all__ = ["Metric", "Accuracy", "Loss", "AverageOutput", "RunningAverage", "METRIC_PRIORITY"]
+
+#: Metrics publish their value before ordinary callbacks on the same ref run.
+METRIC_PRIORITY = 50
+
+_MODES = ("epoch", "running", "batch")
+
+
+class Metric(Feature):
+    """The base of every metric: `reset`, `update(value)`, `compute()`.
+
+    A metric updates each time `input_ref` fires (by default its engine's
+    `output_ref`). In `"epoch"` mode it resets when the engine starts an
+    epoch and sets `value` when the epoch completes; `"running"` sets
+    `value` after every update over the epoch so far; `"batch"` resets and
+    sets `value` on every update.
+
+    Example:
+        >>> from frame import State
+        >>> from features import Engine, Metric
+        >>> class Maximum(Metric):
+        ...     def reset(self): self.best = None
+        ...     def update(self, value): self.best = value if self.best is None else max(self.best, value)
+        ...     def compute(self): return self.best
+        >>> with State() as s:
+        ...     engine = Engine("engine", lambda e, b: b, data=[3, 9, 4])
+        ...     maximum = Maximum(engine=engine)
+        ...     engine.run()
+        ...     print(maximum.name, maximum.value)
+        engine_maximum 9
+    """
+
+    category = "metrics"
+
+    value = StateObject(None, doc="the last computed result")
+
+    #: Attributes holding what was accumulated so far: saved in `state_dict`
+    #: so that a run resumed mid-epoch computes the same result.
+    accumulators: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        *,
+        engine: Any,
+        input_ref: Ref | FilteredRef | None = None,
+        name: str | None = None,
+        mode: str = "epoch",
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"mode of a {type(self).__name__} must be one of {_MODES}, got {mode!r}")
+        if not hasattr(engine, "n_epoch_started_ref"):
+            raise TypeError(f"engine of a {type(self).__name__} must be an Engine, got {engine!r}")
+        super().__init__(name=name or f"{engine.name}_{self._default_suffix()}")
+        self.engine = engine
+        self.mode = mode
+        self.input_ref = as_ref(
+            engine.output_ref if input_ref is None else input_ref,
+            f"input_ref of metric {self.name!r}",
+        )
+        self.reset()
+        if mode == "epoch":
+            engine.n_epoch_started_ref.attach(self.reset, priority=METRIC_PRIORITY)
+            self.input_ref.attach(self.update, priority=METRIC_PRIORITY)
+            engine.n_epoch_completed_ref.attach(self.completed, priority=METRIC_PRIORITY)
+        elif mode == "running":
+            engine.n_epoch_started_ref.attach(self.reset, priority=METRIC_PRIORITY)
+            self.input_ref.attach(self._update_and_publish, priority=METRIC_PRIORITY)
+        else:
+            self.input_ref.attach(self._reset_update_publish, priority=METRIC_PRIORITY)
+
+    def _default_suffix(self) -> str:
+        return snake_case(type(self).__name__)
+
+    # -- what a metric implements ------------------------------------------
+    def reset(self) -> None:
+        """Forget what was accumulated."""
+        raise NotImplementedError
+
+    def update(self, value: Any) -> None:
+        """Accumulate one input value."""
+        raise NotImplementedError
+
+    def compute(self) -> Any:
+        """The result of what was accumulated."""
+        raise NotImplementedError
+
+    # -- serialization ---------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state_dict = super().state_dict()
+        state_dict["accumulated"] = {name: getattr(self, name) for name in self.accumulators}
+        return state_dict
+
+    def _load(self, state_dict: dict[str, Any]) -> None:
+        super()._load(state_dict)
+        for name, value in (state_dict.get("accumulated") or {}).items():
+            setattr(self, name, value)
+
+    # -- publishing ----------------------------------------------------------
+    def completed(self) -> None:
+        """Compute and publish the result (sets `value`, firing its callbacks)."""
+        self.value = self.compute()
+
+    def _update_and_publish(self, value: Any) -> None:
+        self.update(value)
+        self.value = self.compute()
+
+    def _reset_update_publish(self, value: Any) -> None:
+        self.reset()
+        self.update(value)
+        self.value = self.compute()
+
+
+def _pair(value: Any, metric: Metric) -> tuple[Any, Any]:
+    try:
+        y_pred, y = value
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"metric {metric.name!r} needs (y_pred, y) from {metric.input_ref.path}, got "
+            f"{type(value).__name__}; follow an evaluator's output or an OutputHandler returning a pair"
+        ) from None
+    if not hasattr(y_pred, "shape") or not hasattr(y, "shape"):
+        raise TypeError(
+            f"metric {metric.name!r} needs tensors (y_pred, y) from {metric.input_ref.path}, got "
+            f"({type(y_pred).__name__}, {type(y).__name__})"
+        )
+    return y_pred, y
+
+
+class Accuracy(Metric):
+    """The fraction of correct predictions, from `(y_pred, y)`.
+
+    `y_pred` holds class scores (`(N, C)`, argmax taken) or, with the same
+    shape as `y`, probabilities of the positive class (thresholded at 0.5).
+    """
+
+    accumulators = ("n_correct", "n_total")
+
+    def reset(self) -> None:
+        self.n_correct: Any = 0
+        self.n_total = 0
+
+    def update(self, value: Any) -> None:
+        y_pred, y = _pair(value, self)
+        if y_pred.ndim == y.ndim + 1:
+            predicted = y_pred.argmax(dim=1)
+        elif y_pred.shape == y.shape:
+            predicted = (y_pred > 0.5).to(y.dtype)
+        else:
+            raise ValueError(
+                f"metric {self.name!r}: y_pred of shape {tuple(y_pred.shape)} does not fit y of shape "
+                f"{tuple(y.shape)}; give class scores (N, C) or one probability per target"
+            )
+        self.n_correct = self.n_correct + (predicted == y).sum()  # stays a tensor: no sync per batch
+        self.n_total += int(y.shape[0])
+
+    def compute(self) -> float | None:
+        return float(self.n_correct) / self.n_total if self.n_total else None
+
+
+class Loss(Metric):
+    """The average of `loss_fn(y_pred, y)` over the samples seen (a mean-reducing loss)."""
+
+    def __init__(
+        self,
+        loss_fn: Callable[[Any, Any], Any],
+        *,
+        engine: Any,
+        input_ref: Ref | FilteredRef | None = None,
+        name: str | None = None,
+        mode: str = "epoch",
+    ) -> None:
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable as loss_fn(y_pred, y), got {loss_fn!r}")
+        self.loss_fn = loss_fn
+        super().__init__(engine=engine, input_ref=input_ref, name=name, mode=mode)
+
+    accumulators = ("total", "n_total")
+
+    def reset(self) -> None:
+        self.total: Any = 0.0
+        self.n_total = 0
+
+    def update(self, value: Any) -> None:
+        y_pred, y = _pair(value, self)
+        n = int(y.shape[0])
+        self.total = self.total + self.loss_fn(y_pred, y).detach() * n
+        self.n_total += n
+
+    def compute(self) -> float | None:
+        return float(self.total) / self.n_total if self.n_total else None
+
+
+class AverageOutput(Metric):
+    """The mean of the input values (e.g. a trainer's loss) over the epoch."""
+
+    accumulators = ("total", "count")
+
+    def reset(self) -> None:
+        self.total: Any = 0.0
+        self.count = 0
+
+    def update(self, value: Any) -> None:
+        if hasattr(value, "detach"):
+            value = value.detach()
+        self.total = self.total + value
+        self.count += 1
+
+    def compute(self) -> float | None:
+        return float(self.total) / self.count if self.count else None
+
+
+class RunningAverage(Metric):
+    """An exponential moving average of the input: `avg = alpha * avg + (1 - alpha) * value`.
+
+    Publishes after every update (mode `"running"`) and starts afresh each epoch.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Any,
+        alpha: float = 0.98,
+        input_ref: Ref | FilteredRef | None = None,
+        name: str | None = None,
+        mode: str = "running",
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha of a RunningAverage must be in (0, 1), got {alpha!r}")
+        self.alpha = alpha
+        super().__init__(engine=engine, input_ref=input_ref, name=name, mode=mode)
+
+    accumulators = ("average",)
+
+    def reset(self) -> None:
+        self.average: float | None = None
+
+    def update(self, value: Any) -> None:
+        value = float(value)
+        self.average = value if self.average is None else self.alpha * self.average + (1 - self.alpha) * value
+
+    def compute(self) -> float | None:
+        return self.average
