@@ -167,6 +167,9 @@ class State:
             container = Container(self, category)
             self._frame.containers[category] = container
             self.__dict__[category] = container
+            core = self._frame
+            if core.silence or core.hold or core.observers:  # a trace must see its `added` too
+                container._sf.rewire_all()
         return container
 
     @property
