@@ -44,8 +44,8 @@ class Ref:
     # -- value ----------------------------------------------------------
     @property
     def value(self) -> Any:
-        """The current value."""
-        return self.owner.__dict__[self.name]
+        """The current value (read as an attribute, so a descriptor with a getter is honoured)."""
+        return getattr(self.owner, self.name)
 
     def set(self, value: Any) -> None:
         """Set the value, firing the attached callbacks."""
@@ -160,7 +160,7 @@ class Ref:
     def __repr__(self) -> str:
         try:
             shown = summarize(self.value)
-        except KeyError:
+        except (KeyError, AttributeError):
             shown = "<unset>"
         return f"<Ref {self.path} = {shown}>"
 

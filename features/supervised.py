@@ -1,0 +1,244 @@
+"""The five-line path for supervised learning, built only from the public peers.
+
+`SupervisedTrainer` and `SupervisedEvaluator` are engines whose `process` does
+a standard training or evaluation step; they register the model and the
+optimizer as components (reusing a component that already wraps the same
+object) and create the requested metrics as peers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+
+from frame import FilteredRef, Ref
+
+from .components import Model, Optimizer
+from .engine import Engine
+from .metrics import Accuracy, Loss, Metric
+
+__all__ = ["SupervisedTrainer", "SupervisedEvaluator", "prepare_batch"]
+
+
+def prepare_batch(batch: Any, device: Any = None, non_blocking: bool = False) -> tuple[Any, Any]:
+    """Split `(x, y)` and move both to `device` (ignite's default, for a pair)."""
+    try:
+        x, y = batch
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"a supervised batch must be a pair (x, y), got {type(batch).__name__}; "
+            "pass prepare_batch=fn(batch, device, non_blocking) -> (x, y) for other layouts"
+        ) from None
+    if device is not None:
+        x = x.to(device, non_blocking=non_blocking)
+        y = y.to(device, non_blocking=non_blocking)
+    return x, y
+
+
+class SupervisedTrainer(Engine):
+    """An engine training `model` with `optimizer` on `loss_fn(model(x), y)`.
+
+    Its `output` is the detached loss tensor (no `.item()` per iteration,
+    which would sync a GPU every step) unless `output_transform(x, y, y_pred,
+    loss)` says otherwise.
+
+    Args:
+        model: the `torch.nn.Module` to train (moved to `device` if given).
+        optimizer: a `torch.optim.Optimizer` over the model's parameters.
+        loss_fn: `loss_fn(y_pred, y) -> loss`, a scalar tensor.
+        data: an iterable of `(x, y)` batches, e.g. a `DataLoader`.
+        name: the engine's name.
+        n_epochs: epochs per run.
+        epoch_length: iterations per epoch, if not `len(data)`.
+        device: where batches (and the model) go.
+        non_blocking: passed to `tensor.to`.
+        prepare_batch: `fn(batch, device, non_blocking) -> (x, y)`.
+        output_transform: `fn(x, y, y_pred, loss) -> output`.
+        gradient_accumulation_steps: step the optimizer every N iterations,
+            with the loss scaled by 1/N.
+
+    Example:
+        >>> import torch
+        >>> from frame import State
+        >>> from features import SupervisedTrainer
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <...>
+        >>> with State() as s:
+        ...     model = torch.nn.Linear(2, 1)
+        ...     data = [(torch.randn(8, 2), torch.randn(8, 1)) for _ in range(4)]
+        ...     trainer = SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
+        ...                                 torch.nn.functional.mse_loss, data, n_epochs=2)
+        ...     trainer.run()
+        ...     print(trainer.n_iteration_completed, trainer.output.shape, list(s.components))
+        8 torch.Size([]) [<Model components.linear: Linear, 3 parameters>, <Optimizer components.sgd: ...>]
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[Any, Any], torch.Tensor],
+        data: Iterable[Any],
+        *,
+        name: str = "trainer",
+        n_epochs: int = 1,
+        epoch_length: int | None = None,
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        prepare_batch: Callable[..., tuple[Any, Any]] = prepare_batch,
+        output_transform: Callable[[Any, Any, Any, torch.Tensor], Any] | None = None,
+        gradient_accumulation_steps: int = 1,
+    ) -> None:
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable as loss_fn(y_pred, y), got {loss_fn!r}")
+        if isinstance(gradient_accumulation_steps, bool) or not isinstance(gradient_accumulation_steps, int) \
+                or gradient_accumulation_steps <= 0:  # fmt: skip
+            raise ValueError(
+                f"gradient_accumulation_steps must be a positive int, got {gradient_accumulation_steps!r}"
+            )
+        super().__init__(name, SupervisedTrainer._step, data, n_epochs=n_epochs, epoch_length=epoch_length)
+        self.model = Model.of(model)
+        self.optimizer = Optimizer.of(optimizer)
+        if device is not None:
+            model.to(device)
+        self.loss_fn = loss_fn
+        self.device = device
+        self.non_blocking = non_blocking
+        self.prepare_batch = prepare_batch
+        self.output_transform = output_transform
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+
+    def run(self, *args: Any, **kwargs: Any) -> Engine:
+        self.model.module.train()  # once per run; evaluators restore the mode they found
+        return super().run(*args, **kwargs)
+
+    def _step(self, batch: Any) -> Any:
+        module = self.model.module
+        optimizer = self.optimizer.optimizer
+        steps = self.gradient_accumulation_steps
+        iteration = self.n_iteration_started
+        if (iteration - 1) % steps == 0:
+            optimizer.zero_grad()
+        x, y = self.prepare_batch(batch, self.device, self.non_blocking)
+        y_pred = module(x)
+        loss = self.loss_fn(y_pred, y)
+        (loss / steps if steps > 1 else loss).backward()
+        if iteration % steps == 0:
+            optimizer.step()
+        if self.output_transform is not None:
+            return self.output_transform(x, y, y_pred, loss)
+        return loss.detach()
+
+
+class SupervisedEvaluator(Engine):
+    """An engine evaluating `model` on `data`; its output is `(y_pred, y)`.
+
+    Runs under `torch.no_grad()` with the model in eval mode, and puts the
+    model back in the mode it found when the run ends.
+
+    Args:
+        model: the `torch.nn.Module` to evaluate.
+        data: an iterable of `(x, y)` batches.
+        name: the engine's name (metrics are named `<name>_<metric>`).
+        run_on: a ref (or filtered ref) whose firing runs an evaluation, e.g.
+            `state.trainer.n_epoch_completed_ref`.
+        metrics: built-in names (`"accuracy"`, `"loss"` which needs
+            `loss_fn`), ignite metric instances (wrapped in `IgniteMetric`),
+            or callables `fn(engine) -> Metric`.
+        loss_fn: the loss for the `"loss"` metric.
+        device, non_blocking, prepare_batch: as for the trainer.
+        output_transform: `fn(x, y, y_pred) -> output` instead of `(y_pred, y)`.
+
+    Example:
+        >>> import torch
+        >>> from frame import State
+        >>> from features import SupervisedEvaluator
+        >>> with State() as s:
+        ...     model = torch.nn.Linear(4, 3)
+        ...     data = [(torch.randn(10, 4), torch.randint(0, 3, (10,)))]
+        ...     evaluator = SupervisedEvaluator(model, data, name="val_evaluator", metrics=["accuracy", "loss"],
+        ...                                     loss_fn=torch.nn.functional.cross_entropy)
+        ...     evaluator.run()
+        ...     print(sorted(m.name for m in s.metrics))
+        ['val_evaluator_accuracy', 'val_evaluator_loss']
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: Iterable[Any],
+        *,
+        name: str = "evaluator",
+        run_on: Ref | FilteredRef | None = None,
+        metrics: Sequence[Any] = (),
+        loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        prepare_batch: Callable[..., tuple[Any, Any]] = prepare_batch,
+        output_transform: Callable[[Any, Any, Any], Any] | None = None,
+    ) -> None:
+        if isinstance(metrics, (str, Metric)):
+            metrics = [metrics]
+        if "loss" in metrics and loss_fn is None:
+            raise ValueError(
+                f"metric 'loss' of evaluator {name!r} needs loss_fn=..., e.g. torch.nn.functional.cross_entropy"
+            )
+        super().__init__(name, SupervisedEvaluator._step, data, run_on=run_on)
+        self.model = Model.of(model)
+        if device is not None:
+            model.to(device)
+        self.loss_fn = loss_fn
+        self.device = device
+        self.non_blocking = non_blocking
+        self.prepare_batch = prepare_batch
+        self.output_transform = output_transform
+        self.metrics = [self._metric(spec) for spec in metrics]
+
+    def _metric(self, spec: Any) -> Metric:
+        if spec == "accuracy":
+            return Accuracy(engine=self)
+        if spec == "loss":
+            return Loss(self.loss_fn, engine=self)
+        if isinstance(spec, str):
+            raise ValueError(
+                f"unknown metric {spec!r} for evaluator {self.name!r}: built-in names are 'accuracy' and "
+                "'loss'; pass an ignite metric instance or a callable fn(engine) -> Metric for others"
+            )
+        if isinstance(spec, Metric):
+            if spec.engine is not self:
+                raise ValueError(
+                    f"metric {spec.name!r} follows engine {spec.engine.name!r}, not {self.name!r}; "
+                    "pass a callable fn(engine) -> Metric to create it for this evaluator"
+                )
+            return spec
+        from ignite.metrics import Metric as IgniteBase
+
+        if isinstance(spec, IgniteBase):
+            from .ignite_metric import IgniteMetric
+
+            return IgniteMetric(spec, engine=self)
+        if callable(spec):
+            metric = spec(self)
+            if not isinstance(metric, Metric):
+                raise TypeError(f"metric factory {spec!r} must return a features.Metric, got {metric!r}")
+            return metric
+        raise TypeError(f"cannot make a metric of {spec!r} for evaluator {self.name!r}")
+
+    def run(self, *args: Any, **kwargs: Any) -> Engine:
+        module = self.model.module
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                return super().run(*args, **kwargs)
+        finally:
+            module.train(was_training)
+
+    def _step(self, batch: Any) -> Any:
+        x, y = self.prepare_batch(batch, self.device, self.non_blocking)
+        y_pred = self.model.module(x)
+        if self.output_transform is not None:
+            return self.output_transform(x, y, y_pred)
+        return y_pred, y
