@@ -1,0 +1,132 @@
+"""Charts: peers that write a state object against another to a writer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from frame import Counter, Feature, FilteredRef, Ref, as_ref
+
+from .tensorboard import TensorBoard, find_writer, run_of, scalar_value, step_value
+
+__all__ = ["ScalarChart"]
+
+
+class ScalarChart(Feature):
+    """Writes `y` against the current value of `x` every time `y` fires.
+
+    The point goes to the run directory of `y`'s engine (a metric's engine,
+    or the engine itself), so the same tag from several engines overlays in
+    TensorBoard. Tensors are read as Python floats when written, never
+    before. The writer is looked up at the first write, so the chart may be
+    created before the `TensorBoard` feature.
+
+    Args:
+        y_ref: the ref to plot (a filtered ref, `ref(every=10)`, writes only
+            when the filter passes).
+        x_ref: the ref whose current value is the step (an int: a counter
+            such as `trainer.n_samples_ref`).
+        tag: the curve's tag; by default `y_ref`'s path with `/`
+            (`metrics/val_evaluator_accuracy/value`).
+        writer: a `TensorBoard` feature or its name; by default the only
+            one in the state.
+        run: the run directory under the writer's `log_dir`; by default
+            the name of `y`'s engine, else of `y`'s feature.
+        name: the feature's name; by default `<y feature>_<y object>_chart`.
+
+    Raises:
+        TypeError: when a written value is not a number (naming the ref), or
+            the x value is not a whole number.
+        ValueError: when another chart already writes the same tag in the
+            same run.
+
+    Example:
+        >>> import tempfile
+        >>> from frame import State
+        >>> from features import Engine, AverageOutput, ScalarChart, TensorBoard
+        >>> with State() as s, tempfile.TemporaryDirectory() as log_dir:
+        ...     trainer = Engine("trainer", lambda engine, batch: batch / 2, data=[1, 2, 3, 4], n_epochs=2)
+        ...     average = AverageOutput(engine=trainer)
+        ...     chart = ScalarChart(average.value_ref, trainer.n_samples_ref)
+        ...     writer = TensorBoard(log_dir)
+        ...     _ = trainer.run()
+        ...     writer.close()
+        ...     print(chart.name, chart.run, chart.tag, chart.n_written)
+        trainer_average_output_value_chart trainer metrics/trainer_average_output/value 2
+    """
+
+    category = "charts"
+
+    n_written = Counter(doc="points written")
+
+    def __init__(
+        self,
+        y_ref: Ref | FilteredRef,
+        x_ref: Ref | FilteredRef,
+        *,
+        tag: str | None = None,
+        writer: TensorBoard | str | None = None,
+        run: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        y = as_ref(y_ref, "y_ref of ScalarChart")
+        x = as_ref(x_ref, "x_ref of ScalarChart").ref  # read, not followed: its filter means nothing
+        if tag is not None and (not isinstance(tag, str) or not tag):
+            raise TypeError(f"tag of ScalarChart must be a non-empty str, got {tag!r}")
+        if run is not None and (not isinstance(run, str) or not run):
+            raise TypeError(f"run of ScalarChart must be a non-empty str, got {run!r}")
+        owner_name = _feature_name(y.owner)
+        super().__init__(name=name or f"{owner_name}_{y.name}_chart")
+        self.y_ref = y
+        self.x_ref = x
+        self.tag = tag or y.path.replace(".", "/")
+        self.run = run or run_of_ref(y)
+        self._writer_choice = writer
+        self._writer: TensorBoard | None = writer if isinstance(writer, TensorBoard) else None
+        self._check_unique_curve()
+        y.attach(self.write, owner=self)
+
+    @property
+    def writer(self) -> TensorBoard:
+        """The writer this chart writes to (looked up on first use)."""
+        if self._writer is None:
+            self._writer = find_writer(self.state, self._writer_choice, f"chart {self.name!r}")
+        return self._writer
+
+    def write(self, value: Any) -> None:
+        """Write `value` at the current value of `x` (what happens when `y` fires)."""
+        y = scalar_value(value, self.y_ref.path)
+        step = step_value(self.x_ref.value, self.x_ref.path)
+        self.writer.add_scalar(self.run, self.tag, y, step)
+        self.n_written += 1
+
+    def _check_unique_curve(self) -> None:
+        for other in self.state.charts:
+            if other is self or not isinstance(other, ScalarChart):
+                continue
+            if other.run == self.run and other.tag == self.tag and _same_writer(other, self):
+                raise ValueError(
+                    f"chart {other.name!r} already writes tag {self.tag!r} in run {self.run!r} "
+                    f"({other.y_ref.path} against {other.x_ref.path}); pass tag=... to plot "
+                    f"{self.y_ref.path} against {self.x_ref.path} as another curve"
+                )
+
+
+def _feature_name(owner: Any) -> str:
+    return getattr(owner, "name", None) or getattr(owner, "category", "state")
+
+
+def run_of_ref(ref: Ref | FilteredRef) -> str:
+    """The run directory of `ref`'s curves: the name of its engine, else of its feature."""
+    owner = ref.owner
+    if getattr(owner, "name", None) is None:  # a container: state.metrics.added_ref
+        return _feature_name(owner)
+    return run_of(owner)
+
+
+def _same_writer(a: ScalarChart, b: ScalarChart) -> bool:
+    chosen_a, chosen_b = a._writer_choice, b._writer_choice
+    if chosen_a is None or chosen_b is None:
+        return True  # either may end up with the other's writer
+    name_a = chosen_a if isinstance(chosen_a, str) else chosen_a.name
+    name_b = chosen_b if isinstance(chosen_b, str) else chosen_b.name
+    return name_a == name_b

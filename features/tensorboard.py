@@ -1,0 +1,271 @@
+"""TensorBoard: the writer feature that charts write to.
+
+One real `torch.utils.tensorboard.SummaryWriter` per run directory
+(`<log_dir>/<engine>`), so the same tag written by several engines overlays
+in TensorBoard's Scalars dashboard. Writers are flushed at the end of every
+engine run and closed at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import operator
+import os
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from frame import Counter, Feature, StateObject
+
+__all__ = ["TensorBoard", "ROOT_RUN", "find_writer", "run_of", "scalar_value", "step_value"]
+
+#: The run of the log directory itself: it holds what belongs to no engine
+#: (the custom-scalars layout).
+ROOT_RUN = "."
+
+#: Flushing runs after every other callback on an engine's `n_run_completed`.
+FLUSH_PRIORITY = -1000
+
+
+class TensorBoard(Feature):
+    """Writes TensorBoard event files: one run directory per engine under `log_dir`.
+
+    Charts (`ScalarChart`, the chart plugins) find the writer themselves when
+    they first write, so it may be created before or after them. Every
+    writer is flushed when any engine completes a run, and closed at exit
+    (or by `close()`).
+
+    Args:
+        log_dir: the directory given to `tensorboard --logdir`.
+        name: the feature's name (default `tensor_board`).
+        flush_secs: how often the writers flush on their own, in seconds.
+        max_queue: events queued before a write to disk.
+        purge_step: when resuming, hide events logged at or past this step
+            (`SummaryWriter(purge_step=...)`), so curves do not double.
+
+    Example:
+        >>> import os, tempfile
+        >>> from frame import State
+        >>> from features import Engine, TensorBoard, ScalarChart
+        >>> with State() as s, tempfile.TemporaryDirectory() as log_dir:
+        ...     trainer = Engine("trainer", lambda engine, batch: batch * 0.5, data=[1, 2, 3])
+        ...     writer = TensorBoard(log_dir)
+        ...     chart = ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref)
+        ...     _ = trainer.run()
+        ...     writer.close()
+        ...     print(chart.tag, chart.n_written, sorted(os.listdir(log_dir)))
+        engines/trainer/output 3 ['trainer']
+    """
+
+    category = "writers"
+
+    log_dir = StateObject("", doc="the directory holding one run directory per engine")
+    n_flushed = Counter(doc="times the writers were flushed (once per engine run)")
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        flush_secs: int = 120,
+        max_queue: int = 10,
+        purge_step: int | None = None,
+    ) -> None:
+        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
+            raise TypeError(f"log_dir of TensorBoard must be a non-empty path, got {log_dir!r}")
+        if purge_step is not None and (isinstance(purge_step, bool) or not isinstance(purge_step, int) or purge_step < 0):
+            raise ValueError(f"purge_step of TensorBoard must be a non-negative int or None, got {purge_step!r}")
+        super().__init__(name=name)
+        self.log_dir = os.fspath(log_dir)
+        self.flush_secs = flush_secs
+        self.max_queue = max_queue
+        self.purge_step = purge_step
+        self._writers: dict[str, Any] = {}
+        self._layouts: dict[str, list[Any]] = {}  # owner name -> custom-scalars categories
+        self._followed: weakref.WeakSet[Any] = weakref.WeakSet()
+        state = self.state
+        for engine in state.engines:
+            self._follow_engine(engine)
+        state.engines.added_ref.attach(self._follow_engine, owner=self)
+        # A weak reference: the exit hook must not keep the writer alive.
+        self._exit_hook = _exit_hook(weakref.ref(self))
+        atexit.register(self._exit_hook)
+
+    # -- writers -------------------------------------------------------------
+    def writer(self, run: str) -> Any:
+        """The `SummaryWriter` of run directory `<log_dir>/<run>`, created on first use."""
+        writer = self._writers.get(run)
+        if writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            path = self.log_dir if run == ROOT_RUN else os.path.join(self.log_dir, run)
+            writer = SummaryWriter(
+                path, max_queue=self.max_queue, flush_secs=self.flush_secs, purge_step=self.purge_step
+            )
+            self._writers[run] = writer
+        return writer
+
+    @property
+    def runs(self) -> list[str]:
+        """The run directories written so far, relative to `log_dir`."""
+        return list(self._writers)
+
+    def add_scalar(self, run: str, tag: str, value: float, step: int) -> None:
+        """Write one point of curve `tag` in run `run`."""
+        self.writer(run).add_scalar(tag, value, step)
+
+    def set_layout(self, owner: str, categories: Iterable[Any]) -> None:
+        """Set the custom-scalars categories of `owner` and rewrite the whole layout.
+
+        TensorBoard keeps the last layout written to a run, so the categories
+        of every owner (each chart plugin) are merged into one layout written
+        to the log directory itself.
+        """
+        from tensorboard.plugins.custom_scalar import layout_pb2
+        from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
+
+        self._layouts[owner] = list(categories)
+        layout = layout_pb2.Layout(category=[c for cs in self._layouts.values() for c in cs])
+        self.writer(ROOT_RUN).file_writer.add_summary(custom_scalar_summary.pb(layout))
+
+    @property
+    def layout(self) -> Any:
+        """The merged custom-scalars layout written so far (a `layout_pb2.Layout`)."""
+        from tensorboard.plugins.custom_scalar import layout_pb2
+
+        return layout_pb2.Layout(category=[c for cs in self._layouts.values() for c in cs])
+
+    # -- lifecycle ------------------------------------------------------------
+    def _follow_engine(self, engine: Any) -> None:
+        if engine in self._followed or not hasattr(engine, "n_run_completed_ref"):
+            return
+        self._followed.add(engine)
+        engine.n_run_completed_ref.attach(self.flush, priority=FLUSH_PRIORITY)
+
+    def flush(self) -> None:
+        """Write every pending event to disk."""
+        for writer in self._writers.values():
+            writer.flush()
+        self.n_flushed += 1
+
+    def close(self) -> None:
+        """Flush and close every writer; writing again later opens new event files."""
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            writer.close()
+        atexit.unregister(self._exit_hook)
+
+    def __enter__(self) -> TensorBoard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _exit_hook(ref: weakref.ref[TensorBoard]) -> Any:
+    def close_at_exit() -> None:
+        writer = ref()
+        if writer is not None:
+            writer.close()
+
+    return close_at_exit
+
+
+# -- helpers shared by the charts ----------------------------------------------
+
+
+def find_writer(state: Any, writer: TensorBoard | str | None, who: str) -> TensorBoard:
+    """The writer a chart writes to: the one given, or the only one in `state`."""
+    if isinstance(writer, TensorBoard):
+        return writer
+    writers = [] if state is None else list(state.writers)
+    if isinstance(writer, str):
+        for candidate in writers:
+            if candidate.name == writer:
+                return candidate
+        raise ValueError(
+            f"{who} has writer={writer!r}, but the state has no writer of that name; "
+            f"writers: {[w.name for w in writers] or 'none'}"
+        )
+    if writer is not None:
+        raise TypeError(f"writer of {who} must be a TensorBoard feature, its name, or None, got {writer!r}")
+    tensorboards = [w for w in writers if isinstance(w, TensorBoard)]
+    if len(tensorboards) == 1:
+        return tensorboards[0]
+    if not tensorboards:
+        raise RuntimeError(
+            f"{who} has nothing to write to: create a writer, e.g. TensorBoard('runs/experiment'), "
+            "in the same state (before or after the chart)"
+        )
+    raise RuntimeError(
+        f"{who} cannot choose between the writers {[w.name for w in tensorboards]}; pass writer=..."
+    )
+
+
+def run_of(owner: Any) -> str:
+    """The run directory of a feature's curves: its engine's name, else its own name."""
+    if getattr(owner, "category", None) == "engines":
+        return owner.name
+    engine = getattr(owner, "engine", None)
+    if getattr(engine, "category", None) == "engines":
+        return engine.name
+    return owner.name
+
+
+def scalar_value(value: Any, path: str) -> float:
+    """`value` as a Python float (a one-element tensor or array is read once).
+
+    Raises:
+        TypeError: naming `path`, when the value is not a number.
+    """
+    if isinstance(value, float):
+        return value
+    if isinstance(value, (int, bool)):
+        return float(value)
+    numel = getattr(value, "numel", None)
+    size = getattr(value, "size", None)
+    if callable(numel):
+        count = numel()
+    elif isinstance(size, int):
+        count = size
+    else:
+        count = None
+    if count is not None and count != 1:
+        shape = tuple(getattr(value, "shape", ()))
+        raise TypeError(
+            f"cannot chart {path}: it holds {type(value).__name__} of shape {shape}, not a single number; "
+            "chart a scalar (e.g. an OutputHandler reducing it)"
+        )
+    try:
+        return float(value.item() if count == 1 and hasattr(value, "item") else value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"cannot chart {path}: its value {value!r} of type {type(value).__name__} is not a number"
+        ) from None
+
+
+def step_value(value: Any, path: str) -> int:
+    """`value` as an int TensorBoard step.
+
+    Raises:
+        TypeError: naming `path`, when the value is not a whole number.
+    """
+    if type(value) is int:
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    number = None
+    try:
+        number = scalar_value(value, path)
+    except TypeError:
+        pass
+    if number is not None and math.isfinite(number) and number == int(number):
+        return int(number)
+    raise TypeError(
+        f"cannot use {path} as the x axis: its value {value!r} is not a whole number, and TensorBoard "
+        "steps are integers; use a counter (n_samples, n_epoch_completed, ...) and TensorBoard's "
+        "'Relative' or 'Wall' horizontal axis for time"
+    )
