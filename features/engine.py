@@ -13,7 +13,7 @@ from typing import Any
 from frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, wiring
 from frame.errors import FrameError
 
-__all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError"]
+__all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError", "ORDER_GENERATOR_FINDERS"]
 
 #: Engines following a ref run before ordinary callbacks on it, so a chart or a
 #: checkpoint on the same ref reads the metrics they produced.
@@ -168,6 +168,13 @@ class Engine(Feature):
                 f"engine {self.name!r} has no data: pass data=... (any iterable), "
                 "or epoch_length=... to call process with batch=None"
             )
+        if self.epoch_length is None:
+            length = _length(self.data)  # None for data without len: found at the first exhaustion
+            if length == 0:
+                raise EngineError(
+                    f"the data of engine {self.name!r} is empty (len 0); check the data set and loader"
+                )
+            self.epoch_length = length
         self._running = True
         self._terminate = self._stop_epoch = False
         try:
@@ -205,7 +212,7 @@ class Engine(Feature):
         process = self.process
         size_fn = self.batch_size_fn
         size_type: type | None = None
-        size: Any = 1
+        size: Any = 1 if size_fn is None else size_fn  # a constant, or a function of the batch
         epoch_length = self.epoch_length
         done = values["epoch_iteration"]
         restarted_at = -1
@@ -235,7 +242,7 @@ class Engine(Feature):
                 if size_fn is None and type(batch) is not size_type:
                     size_type = type(batch)
                     size = _size_rule(batch)
-                n = values["n_samples"] + (size if size.__class__ is int else (size_fn or size)(batch))
+                n = values["n_samples"] + (size if size.__class__ is int else size(batch))
                 values["n_samples"] = n
                 if fire_samples is not None:
                     fire_samples(n)
@@ -264,28 +271,33 @@ class Engine(Feature):
         if self.data is None:
             return itertools.repeat(None)
         if self._iterator is None:
-            self._iterator = self._new_iterator()
-            skip = self.epoch_iteration
-            if skip:  # resume mid-epoch: the same order, without the processed part
-                for _ in range(skip):
-                    next(self._iterator)
+            # Resuming mid-epoch: the same order, without the processed part.
+            self._iterator = self._new_iterator(skip=self.epoch_iteration)
         return self._iterator
 
-    def _new_iterator(self) -> Iterator[Any]:
+    def _new_iterator(self, skip: int = 0) -> Iterator[Any]:
         generator = _order_generator(self.data)
-        if generator is None:
-            return iter(self.data)
         restore, self._restore_data_state = self._restore_data_state, None
-        if restore is None:
-            self._data_state = generator.get_state()
-            return iter(self.data)
-        # Resuming mid-epoch: draw the epoch's order from the state it had when
-        # the epoch started, then put the generator back where it was saved.
+        if generator is None or restore is None:
+            if generator is not None:
+                self._data_state = generator.get_state()
+            iterator = iter(self.data)
+            for _ in range(skip):
+                next(iterator)
+            return iterator
+        # Resuming mid-epoch: draw the epoch's order from the state the generator
+        # had when the epoch started, skip the processed batches while it is in
+        # that state (samplers draw lazily, on the first `next`), then put it back
+        # where it was saved.
         now = generator.get_state()
         generator.set_state(restore)
         self._data_state = restore
-        iterator = iter(self.data)
-        generator.set_state(now)
+        try:
+            iterator = iter(self.data)
+            for _ in range(skip):
+                next(iterator)
+        finally:
+            generator.set_state(now)
         return iterator
 
     def _exhausted(self, done: int, restarted_at: int) -> Iterator[Any] | None:
@@ -338,12 +350,23 @@ def _length(data: Any) -> int | None:
         return None
 
 
+#: Functions `finder(data) -> generator or None`, asked when the data has no order
+#: generator of its own. A torch-importing feature registers one returning torch's
+#: global RNG for a `DataLoader` built without `generator=` (which draws its order
+#: from it), so the engine captures that RNG at each epoch start and stays torch-free.
+ORDER_GENERATOR_FINDERS: list[Callable[[Any], Any]] = []
+
+
 def _order_generator(data: Any) -> Any:
     """The generator deciding a loader's order (`loader.generator` or its sampler's), if any."""
     batch_sampler = getattr(data, "batch_sampler", None)
     for holder in (data, getattr(data, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None)):
         generator = getattr(holder, "generator", None)
         if generator is not None and hasattr(generator, "get_state") and hasattr(generator, "set_state"):
+            return generator
+    for finder in ORDER_GENERATOR_FINDERS:
+        generator = finder(data)
+        if generator is not None:
             return generator
     return None
 
