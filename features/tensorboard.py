@@ -122,12 +122,8 @@ class TensorBoard(Feature):
         of every owner (each chart plugin) are merged into one layout written
         to the log directory itself.
         """
-        from tensorboard.plugins.custom_scalar import layout_pb2
-        from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
-
         self._layouts[owner] = list(categories)
-        layout = layout_pb2.Layout(category=[c for cs in self._layouts.values() for c in cs])
-        self.writer(ROOT_RUN).file_writer.add_summary(custom_scalar_summary.pb(layout))
+        self.writer(ROOT_RUN).file_writer.add_summary(_layout_summary(self.layout))
 
     @property
     def layout(self) -> Any:
@@ -161,6 +157,19 @@ class TensorBoard(Feature):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _layout_summary(layout: Any) -> Any:
+    """The summary holding a custom-scalars layout (what tensorboard's `summary.pb` builds with TensorFlow)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+    from tensorboard.plugins.custom_scalar import metadata
+
+    tensor = TensorProto(dtype="DT_STRING", string_val=[layout.SerializeToString()], tensor_shape=TensorShapeProto())
+    plugin_data = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME)
+    value = Summary.Value(tag=metadata.CONFIG_SUMMARY_TAG, tensor=tensor, metadata=SummaryMetadata(plugin_data=plugin_data))
+    return Summary(value=[value])
 
 
 def _exit_hook(ref: weakref.ref[TensorBoard]) -> Any:
