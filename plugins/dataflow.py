@@ -22,6 +22,8 @@ from frame import Feature, FilteredRef, Ref, State
 from frame._render import summarize
 from frame.state import Container
 
+from .trace import function_label as _function_label
+
 if TYPE_CHECKING:
     from .trace import EventTrace
 
@@ -312,20 +314,21 @@ class DataFlowGraph:
         nodes is left out: one arrow says it.
         """
         graph = self.graph
+        redundant = {
+            (u, v, key) for u, v, key, kind in graph.edges(keys=True, data="kind")
+            if (kind == "reads" and (self._has_edge(u, v, "triggers") or self._has_edge(u, v, "runs_on")))
+            or (kind == "sets" and graph.nodes[v].get("owner") == u)  # `owns` says it
+        }
+        flowing = {
+            n for u, v, key, kind in graph.edges(keys=True, data="kind")
+            if kind != "owns" and (u, v, key) not in redundant for n in (u, v)
+        }
         keep = [
             n for n, d in graph.nodes(data=True)
-            if full
-            or d["kind"] != "object"
-            or d["name"] in _PRODUCTS
-            or any(k != "owns" for _, _, k in graph.out_edges(n, data="kind"))
-            or any(k != "owns" for _, _, k in graph.in_edges(n, data="kind"))
+            if full or d["kind"] != "object" or d["name"] in _PRODUCTS or n in flowing
         ]
         shown = nx.MultiDiGraph(graph.subgraph(keep))
-        redundant = [
-            (u, v, key) for u, v, key, kind in shown.edges(keys=True, data="kind")
-            if kind == "reads" and (self._has_edge(u, v, "triggers") or self._has_edge(u, v, "runs_on"))
-        ]
-        shown.remove_edges_from(redundant)
+        shown.remove_edges_from([e for e in redundant if shown.has_edge(*e)])
         return shown
 
     # -- export ---------------------------------------------------------------
@@ -429,15 +432,6 @@ def _refs_in(value: Any, depth: int = 0) -> Iterator[Ref]:
     elif depth < 2 and isinstance(value, dict):
         for item in value.values():
             yield from _refs_in(item, depth + 1)
-
-
-def _function_label(callback: Any, name: str) -> str:
-    """A readable, findable name: lambdas get their file and line."""
-    if "<lambda>" in name:
-        code = getattr(callback, "__code__", None)
-        if code is not None:
-            return f"{name} at {os.path.basename(code.co_filename)}:{code.co_firstlineno}"
-    return name
 
 
 def _safe_summary(value: Any) -> str:
