@@ -1,0 +1,128 @@
+"""The `statefire` command: run a script, then show its state.
+
+    statefire graph SCRIPT.py -o flow.png [--full] [--traced] [-- SCRIPT ARGS]
+    statefire trace SCRIPT.py -o trace.json [--max-events N] [--top N] [-- SCRIPT ARGS]
+
+The script runs as `__main__` (like `python SCRIPT.py`), in the global
+`frame.state`. If it raises, the graph or trace of what ran so far is still
+written, then the error is reported and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+import traceback
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="statefire",
+        description="Run a statefire script, then draw its data flow or trace its events.",
+        epilog="Arguments after `--` are passed to the script.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    graph = commands.add_parser("graph", help="run a script, then save the data-flow graph of its state")
+    graph.add_argument("script", help="the Python script to run")
+    graph.add_argument("-o", "--output", default="flow.png",
+                       help="where to write: .png, .svg, .pdf, .dot, .mmd or .graphml (default: flow.png)")
+    graph.add_argument("--full", action="store_true", help="show every state object, not only the wired ones")
+    graph.add_argument("--traced", action="store_true",
+                       help="trace the run and add the `sets` edges it observed")
+
+    trace = commands.add_parser("trace", help="run a script under an EventTrace and save a Chrome/Perfetto trace")
+    trace.add_argument("script", help="the Python script to run")
+    trace.add_argument("-o", "--output", default="trace.json", help="the trace file to write (default: trace.json)")
+    trace.add_argument("--max-events", type=int, default=1_000_000, help="spans kept (default: 1000000)")
+    trace.add_argument("--top", type=int, default=15, help="callbacks shown in the printed summary (default: 15)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `statefire` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args: list[str] = []
+    if "--" in argv:
+        split = argv.index("--")
+        argv, script_args = argv[:split], argv[split + 1:]
+    args = _parser().parse_args(argv)
+    if not os.path.isfile(args.script):
+        print(f"statefire: no such script: {args.script}", file=sys.stderr)
+        return 2
+    if args.command == "graph":
+        return _graph(args, script_args)
+    return _trace(args, script_args)
+
+
+def _graph(args: argparse.Namespace, script_args: list[str]) -> int:
+    from frame import state
+
+    from .dataflow import DataFlowGraph
+    from .trace import EventTrace
+
+    ext = os.path.splitext(args.output)[1].lower()
+    if ext not in (".png", ".svg", ".pdf", ".dot", ".gv", ".mmd", ".mermaid", ".graphml"):
+        print(f"statefire: cannot write a graph as {args.output!r}; use .png, .svg, .pdf, .dot, .mmd or .graphml",
+              file=sys.stderr)
+        return 2
+    trace = EventTrace(state) if args.traced else None
+    status = _run(args.script, script_args, trace)
+    if not state.features:
+        print(f"statefire: {args.script} left no feature in the global state (features created inside "
+              "`with State():` are not seen); nothing to draw", file=sys.stderr)
+        return status or 1
+    flow = DataFlowGraph(state, trace=trace)
+    flow.save(args.output, full=args.full)
+    print(f"statefire: wrote {args.output} ({flow})")
+    return status
+
+
+def _trace(args: argparse.Namespace, script_args: list[str]) -> int:
+    from frame import state
+
+    from .trace import EventTrace
+
+    trace = EventTrace(state, max_events=args.max_events)
+    status = _run(args.script, script_args, trace)
+    trace.to_chrome_trace(args.output)
+    summary = trace.summary()
+    shown = type(summary)(summary[: args.top])
+    if shown:
+        print(shown)
+    n_events = sum(trace.counts().values())
+    dropped = f"; the oldest {trace.dropped} spans were dropped (raise --max-events)" if trace.dropped else ""
+    print(f"statefire: wrote {args.output}: {n_events} events{dropped}; open it in https://ui.perfetto.dev")
+    return status
+
+
+def _run(script: str, script_args: list[str], trace: object | None) -> int:
+    """Run `script` as `__main__`; 0 if it finished, 1 if it raised (reported)."""
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv = [script, *script_args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    if trace is not None:
+        trace.start()  # type: ignore[attr-defined]
+    try:
+        runpy.run_path(script, run_name="__main__")
+        return 0
+    except SystemExit as exit:
+        code = exit.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except Exception:
+        traceback.print_exc()
+        print(f"statefire: {script} raised; writing what ran until then", file=sys.stderr)
+        return 1
+    finally:
+        if trace is not None:
+            trace.stop()  # type: ignore[attr-defined]
+        sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
