@@ -842,7 +842,7 @@ def _draw(graph: nx.MultiDiGraph, path: str | os.PathLike[str] | None, *, values
                label=k.replace("_", " "))
         for k in kinds
     ]
-    shown = sorted({(graph.nodes[c.unit].get("category") or c.kind, c.color) for c in cards.values()})
+    shown = sorted({(_legend_name(graph.nodes[c.unit]), c.color) for c in cards.values()})
     handles += [Patch(facecolor=color, edgecolor=color, label=name) for name, color in shown]
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, 0.0), ncol=min(len(handles), 6),
@@ -850,6 +850,12 @@ def _draw(graph: nx.MultiDiGraph, path: str | os.PathLike[str] | None, *, values
     if path is not None:
         figure.savefig(os.fspath(path), dpi=dpi, bbox_inches="tight", facecolor="white")
     return figure
+
+
+def _legend_name(data: dict[str, Any]) -> str:
+    if data["kind"] == "feature":
+        return data["category"]
+    return {"container": "containers", "function": "functions"}.get(data["kind"], data["kind"])
 
 
 def _source_point(cards: dict[str, _Card], graph: nx.MultiDiGraph, node: str) -> tuple[float, float]:
