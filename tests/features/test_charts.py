@@ -1,0 +1,142 @@
+"""ScalarChart: y against the current value of x each time y fires, read back with TensorBoard's reader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from frame import State
+from features import AverageOutput, Engine, ScalarChart, TensorBoard
+
+
+@pytest.fixture
+def s():
+    with State() as st:
+        yield st
+        for writer in list(st.writers):
+            writer.close()
+
+
+def points(run_dir, tag):
+    accumulator = EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    return [(e.step, e.value) for e in accumulator.Scalars(tag)]
+
+
+def test_writes_y_against_the_current_x_each_time_y_fires(s, tmp_path):
+    """Steps are the x values seen when y fired; values are y's, tensors read as floats."""
+    trainer = Engine("trainer", lambda engine, batch: torch.tensor(batch, dtype=torch.float32) / 3, data=[1, 2, 3, 4, 5])
+    average = AverageOutput(engine=trainer, mode="running")
+    seen = []
+    average.value_ref.attach(lambda value: seen.append((trainer.n_iteration_started, value)))
+    chart = ScalarChart(average.value_ref, trainer.n_iteration_started_ref)
+    writer = TensorBoard(tmp_path)
+    trainer.run()
+    writer.close()
+    assert chart.name == "trainer_average_output_value_chart" and s.charts.trainer_average_output_value_chart is chart
+    assert chart.tag == "metrics/trainer_average_output/value" and chart.run == "trainer"
+    assert chart.n_written == 5
+    written = points(tmp_path / "trainer", chart.tag)
+    assert [step for step, _ in written] == [step for step, _ in seen] == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose([v for _, v in written], [v for _, v in seen], rtol=1e-6)
+
+
+def test_the_writer_may_be_created_after_the_chart_or_given_by_name(s, tmp_path):
+    trainer = Engine("trainer", lambda engine, batch: batch, data=[1.0, 2.0])
+    chart = ScalarChart(trainer.output_ref, trainer.n_iteration_started_ref, tag="raw", writer="second")
+    TensorBoard(tmp_path / "first", name="first")
+    TensorBoard(tmp_path / "second", name="second")
+    trainer.run()
+    assert chart.writer is s.second
+    assert points(tmp_path / "second" / "trainer", "raw") == [(1, 1.0), (2, 2.0)]
+    assert not (tmp_path / "first" / "trainer").exists()
+
+
+def test_filtered_y_ref_writes_only_when_the_filter_passes(s, tmp_path):
+    trainer = Engine("trainer", lambda engine, batch: batch, data=[1.0, 2.0, 3.0, 4.0])
+    TensorBoard(tmp_path)
+    ScalarChart(trainer.n_iteration_completed_ref(every=2), trainer.n_samples_ref, tag="every2")
+    trainer.run()
+    assert points(tmp_path / "trainer", "every2") == [(2, 2.0), (4, 4.0)]
+
+
+def test_a_chart_of_a_feature_without_engine_goes_to_the_features_run(s, tmp_path):
+    from frame import Params
+
+    hp = Params(name="hp", lr=0.1)
+    trainer = Engine("trainer", lambda engine, batch: batch, data=[0, 0, 0])
+    chart = ScalarChart(hp.lr_ref, trainer.n_iteration_completed_ref)
+    TensorBoard(tmp_path)
+    trainer.n_iteration_completed_ref.attach(lambda n: setattr(hp, "lr", hp.lr / 2))
+    trainer.run()
+    assert (chart.run, chart.tag) == ("hp", "params/hp/lr")
+    written = points(tmp_path / "hp", "params/hp/lr")
+    assert [step for step, _ in written] == [1, 2, 3]
+    np.testing.assert_allclose([v for _, v in written], [0.05, 0.025, 0.0125], rtol=1e-6)  # float32 on disk
+
+
+def test_a_non_numeric_value_raises_an_error_naming_the_ref(s, tmp_path):
+    trainer = Engine("trainer", lambda engine, batch: "text", data=[0])
+    TensorBoard(tmp_path)
+    ScalarChart(trainer.output_ref, trainer.n_samples_ref)
+    with pytest.raises(TypeError, match=r"cannot chart engines.trainer.output: its value 'text' of type str is not a number"):
+        trainer.run()
+
+
+def test_a_tensor_with_several_elements_is_refused(s, tmp_path):
+    trainer = Engine("trainer", lambda engine, batch: torch.ones(3), data=[0])
+    TensorBoard(tmp_path)
+    ScalarChart(trainer.output_ref, trainer.n_samples_ref)
+    with pytest.raises(TypeError, match=r"cannot chart engines.trainer.output: it holds Tensor of shape \(3,\)"):
+        trainer.run()
+
+
+def test_an_x_value_that_is_not_a_whole_number_is_refused(s, tmp_path):
+    from frame import Params
+
+    clock = Params(name="clock", seconds=0.5)
+    trainer = Engine("trainer", lambda engine, batch: 1.0, data=[0])
+    TensorBoard(tmp_path)
+    ScalarChart(trainer.output_ref, clock.seconds_ref)
+    with pytest.raises(TypeError, match=r"cannot use params.clock.seconds as the x axis: its value 0.5"):
+        trainer.run()
+
+
+def test_no_writer_is_reported_at_the_first_write(s):
+    trainer = Engine("trainer", lambda engine, batch: 1.0, data=[0])
+    ScalarChart(trainer.output_ref, trainer.n_samples_ref)
+    with pytest.raises(RuntimeError, match=r"chart 'trainer_output_chart' has nothing to write to"):
+        trainer.run()
+
+
+def test_two_charts_writing_the_same_tag_in_the_same_run_are_refused(s):
+    trainer = Engine("trainer", lambda engine, batch: 1.0, data=[0])
+    first = ScalarChart(trainer.output_ref, trainer.n_samples_ref)
+    with pytest.raises(ValueError, match=r"chart 'trainer_output_chart' already writes tag 'engines/trainer/output' in run "
+                       r"'trainer' \(engines.trainer.output against engines.trainer.n_samples\); pass tag="):
+        ScalarChart(trainer.output_ref, trainer.n_epoch_completed_ref, name="by_epoch")
+    assert list(s.charts) == [first]  # the refused chart is not registered
+    second = ScalarChart(trainer.output_ref, trainer.n_epoch_completed_ref, name="by_epoch", tag="output_by_epoch")
+    assert list(s.charts) == [first, second]
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        ((None, None), {}, r"y_ref of ScalarChart must be a ref like state.trainer.n_epoch_completed_ref, got None"),
+        (("y", None), {}, "y_ref of ScalarChart must be a ref"),
+    ],
+)
+def test_arguments_that_are_not_refs_are_named(s, args, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        ScalarChart(*args, **kwargs)
+
+
+def test_a_feature_instead_of_a_ref_gets_a_hint(s):
+    trainer = Engine("trainer", lambda engine, batch: 1.0, data=[0])
+    with pytest.raises(TypeError, match=r"x_ref of ScalarChart .*a feature was given: pass one of its refs"):
+        ScalarChart(trainer.output_ref, trainer)
+    with pytest.raises(TypeError, match=r"tag of ScalarChart must be a non-empty str, got ''"):
+        ScalarChart(trainer.output_ref, trainer.n_samples_ref, tag="")
