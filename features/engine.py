@@ -183,6 +183,7 @@ class Engine(Feature):
                 self.in_epoch = False
                 self.epoch_iteration = 0
                 self._iterator = None
+                self._restore_data_state = None  # a restored mid-epoch position belongs to the old run
                 self.n_run_started += 1
             while not self._terminate and self.n_epoch_completed - self.run_first_epoch < self.n_epochs:
                 if not self.in_epoch:
@@ -333,7 +334,8 @@ class Engine(Feature):
         generator = _order_generator(self.data)
         if generator is not None and data_state.get("now") is not None:
             generator.set_state(data_state["now"])
-        self._restore_data_state = data_state.get("epoch_start") if self.epoch_iteration else None
+        mid_epoch = self.epoch_iteration and self.in_epoch and self.run_in_progress
+        self._restore_data_state = data_state.get("epoch_start") if mid_epoch else None
         self._iterator = None
 
 
