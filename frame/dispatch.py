@@ -224,7 +224,8 @@ class Handle:
             except TypeError:  # no weak references to it (__slots__): hold it strongly
                 self.obj_ref = lambda obj=fn.__self__: obj
             if owner is None:
-                owner = fn.__self__
+                # A ref's method (`b.y_ref.set`) belongs to the ref's feature.
+                owner = getattr(fn.__self__, "callback_owner", fn.__self__)
         else:
             self.fn = fn
             self.func = None

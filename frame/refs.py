@@ -57,6 +57,11 @@ class Ref:
         return f"{self.owner.path}.{self.name}"
 
     @property
+    def callback_owner(self) -> Any:
+        """Whom a callback made of this ref's methods belongs to: the ref's owner."""
+        return self.owner
+
+    @property
     def descriptor(self) -> Any:
         """The `StateObject` declaring this object."""
         return type(self.owner)._sf_objects[self.name]

@@ -173,3 +173,25 @@ def test_detaching_everything_restores_the_unobserved_fast_path(s):
         handle.remove()
     assert Source.x.observed == before
     assert "x" not in src._sf and "x" not in src._sf.dispatchers
+
+
+def test_a_ref_setter_callback_belongs_to_the_refs_feature(s):
+    """`a.x_ref.attach(b.y_ref.set)` is owned by b: removing b detaches it and frees b."""
+    import gc
+    import weakref
+
+    from frame import Feature, StateObject
+
+    class Cell(Feature):
+        category = "cells"
+        x = StateObject()
+
+    a, b = Cell(name="a"), Cell(name="b")
+    a.x_ref.attach(b.x_ref.set)
+    a.x = 3
+    assert b.x == 3
+    alive = weakref.ref(b)
+    b.remove()
+    del b
+    gc.collect()
+    assert alive() is None and a.x_ref.handles == ()
