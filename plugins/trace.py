@@ -376,6 +376,8 @@ def function_label(callback: Any, name: str) -> str:
 
 def _value_summary(value: Any) -> str:
     """A short summary that never reads a tensor's data off its device (no sync)."""
+    if type(value) is int:  # counters: the common case
+        return str(value)
     device = getattr(value, "device", None)
     if device is not None and getattr(device, "type", "cpu") != "cpu":
         shape = getattr(value, "shape", ())
