@@ -15,6 +15,7 @@ import pickle
 import random
 import re
 import sys
+import warnings
 import weakref
 import zipfile
 from dataclasses import dataclass, field
@@ -422,6 +423,7 @@ class Checkpoint(Feature):
             _set_rng_states(payload["rng"])
         info = ResumeInfo(path, payload["save_number"], payload.get("score"), payload["state"])
         _RESUMED[state] = info
+        _announce_resume(state, info)
         return info
 
     @staticmethod
@@ -433,6 +435,45 @@ class Checkpoint(Feature):
         after the checkpoint is dropped and curves do not double.
         """
         return _RESUMED.get(state or State.current())
+
+
+def _announce_resume(state: State, info: ResumeInfo) -> None:
+    """Tell the features that react to a resume.
+
+    A feature defining `resume_from(info)` gets it called. A writer taking a
+    `purge_step` (the TensorBoard feature) that has not opened its files yet
+    gets the step after the checkpoint on the charts' x axis, so what was
+    logged past the checkpoint is purged and curves do not double.
+    """
+    for feature in state.features:
+        hook = getattr(feature, "resume_from", None)
+        if callable(hook):
+            hook(info)
+    axes = {
+        chart.x_ref.path: chart.x_ref
+        for chart in state.features
+        if chart.category == "charts" and isinstance(getattr(chart, "x_ref", None), (Ref, FilteredRef))
+    }
+    writers = [
+        w for w in state.features
+        if w.category == "writers" and hasattr(w, "purge_step") and w.purge_step is None and not getattr(w, "runs", ())
+    ]  # fmt: skip
+    if not writers or not axes:
+        return
+    if len(axes) > 1:
+        warnings.warn(
+            f"resumed from {str(info.path)!r}: charts use several x axes ({', '.join(sorted(axes))}), so no "
+            "single purge step fits; pass purge_step=... to the writer to purge what was logged past the checkpoint",
+            stacklevel=3,
+        )
+        return
+    (axis,) = axes.values()
+    try:
+        step = info.purge_step(axis)
+    except (KeyError, TypeError, ValueError):
+        return
+    for writer in writers:
+        writer.purge_step = step
 
 
 def _corrupted(path: Path, error: BaseException) -> CheckpointError:
