@@ -363,7 +363,8 @@ class Checkpoint(Feature):
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
             detail = str(error)
-            if "weights_only" in detail or "Unsupported global" in detail or "Unsupported operand" in detail:
+            # An allowlist refusal names a global; anything else (a bad opcode) is damage.
+            if "Unsupported global" in detail or "GLOBAL" in detail:
                 unsafe = re.search(r"Unsupported global: GLOBAL ([^\s]+)", detail)
                 raise UnsafeCheckpointError(
                     f"refused to load checkpoint {str(path)!r}: it holds a pickled object that is not plain "
