@@ -51,28 +51,37 @@ def test_one_run_directory_per_engine_so_a_tag_overlays(s, tmp_path):
 
 
 def test_flushed_at_the_end_of_every_engine_run(s, tmp_path):
-    """With a huge queue and no timer, points reach the disk only because each engine run completion flushes."""
+    """Each engine's run completion flushes every writer once: after the run, its points are on disk."""
     writer = TensorBoard(tmp_path, max_queue=10_000, flush_secs=10_000)
-    trainer = Engine("trainer", lambda engine, batch: float(batch), data=[1, 2, 3])
+    trainer = Engine("trainer", lambda engine, batch: float(batch), data=[1, 2, 3], n_epochs=2)
     ScalarChart(trainer.output_ref, trainer.n_iteration_started_ref)  # set just before output
+    flushed = spy_on_flushes(writer, "trainer", "later")
     trainer.run()
-    assert points(tmp_path / "trainer", "engines/trainer/output") == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert flushed == [("trainer", 6), ("later", 0)]  # once per run, not per epoch, after the last point
     assert writer.n_flushed == 1
+    assert points(tmp_path / "trainer", "engines/trainer/output") == [(i, float((i - 1) % 3 + 1)) for i in range(1, 7)]
     # An engine created after the writer is followed too.
     later = Engine("later", lambda engine, batch: 7.0, data=[0])
     ScalarChart(later.output_ref, later.n_iteration_started_ref)
     later.run()
+    assert flushed[2:] == [("trainer", 6), ("later", 1)]
     assert points(tmp_path / "later", "engines/later/output") == [(1, 7.0)]
     assert writer.n_flushed == 2
 
 
-def test_without_a_flush_nothing_is_on_disk_yet(s, tmp_path):
-    """The control of the test above: the queue really holds points back until a flush."""
-    writer = TensorBoard(tmp_path, max_queue=10_000, flush_secs=10_000)
-    writer.add_scalar("trainer", "x", 1.0, 1)
-    assert points(tmp_path / "trainer", "x") == []
-    writer.flush()
-    assert points(tmp_path / "trainer", "x") == [(1, 1.0)]
+def spy_on_flushes(writer, *runs):
+    """[(run, points written so far)] each time a run's SummaryWriter is flushed."""
+    flushed = []
+    for run in runs:
+        summary_writer = writer.writer(run)
+        flush = summary_writer.flush
+
+        def spy(run=run, flush=flush):
+            flushed.append((run, sum(chart.n_written for chart in writer.state.charts if chart.run == run)))
+            flush()
+
+        summary_writer.flush = spy
+    return flushed
 
 
 def test_close_then_write_again_opens_a_new_event_file(s, tmp_path):
