@@ -39,7 +39,7 @@ class Model(Feature):
         for feature in state.components:
             if isinstance(feature, Model) and feature.module is module:
                 return feature
-        return cls(module)
+        return cls(module, name=_free_name(state, type(module).__name__.lower()))
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "module": self.module.state_dict()}
@@ -126,7 +126,7 @@ class Optimizer(Feature):
         for feature in state.components:
             if isinstance(feature, Optimizer) and feature.optimizer is optimizer:
                 return feature
-        return cls(optimizer)
+        return cls(optimizer, name=_free_name(state, type(optimizer).__name__.lower()))
 
     def values(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in type(self)._sf_objects}
@@ -140,3 +140,13 @@ class Optimizer(Feature):
             self.optimizer.load_state_dict(state_dict["optimizer"])
             for name in type(self)._sf_objects:
                 getattr(self, name)  # refresh the stored values from the restored groups
+
+
+def _free_name(state: State, name: str) -> str:
+    """`name`, or `name_2`, `name_3`, ... if taken: pipelines may wrap two models of one class."""
+    taken = {feature.name for feature in state.features}
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}_{n}"
+    return candidate

@@ -200,6 +200,7 @@ class Engine(Feature):
         except Exception as error:
             note = f"in engine {self.name!r} at iteration {self.n_iteration_started} (epoch {self.n_epoch_started})"
             _add_note(error, note)
+            self._iterator = None  # a retry resumes like a restore: the failed batch is processed again
             self.exception = error
             raise
         finally:

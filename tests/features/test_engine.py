@@ -314,3 +314,21 @@ def test_resume_with_a_seeded_loader_draws_the_same_order(s):
             fresh.load_state_dict(snapshot)
             resumed.run()
         assert part + rest == full, stop
+
+
+def test_a_retry_after_an_exception_processes_the_failed_batch_again(s):
+    """run() after a failure continues the run from the failed batch, in order."""
+    seen: list = []
+    failed: list = []
+
+    def process(engine, batch):
+        if batch == 2 and not failed:
+            failed.append(batch)
+            raise RuntimeError("flaky")
+        seen.append(batch)
+
+    engine = Engine("e", process, data=range(5))
+    with pytest.raises(RuntimeError):
+        engine.run()
+    engine.run()
+    assert seen == [0, 1, 2, 3, 4] and engine.n_run_completed == 1

@@ -186,3 +186,12 @@ def test_same_losses_and_weights_as_ignite(digits):
     assert epoch_means == [sum(ignite_losses[i * n:(i + 1) * n]) / n for i in range(3)]
     for mine, theirs in zip(model.state_dict().values(), ignite_model.state_dict().values()):
         assert torch.equal(mine, theirs)
+
+
+def test_two_pipelines_with_models_of_one_class_get_distinct_components(s):
+    a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    data = [(torch.randn(4, 2), torch.randn(4, 1))]
+    SupervisedTrainer(a, torch.optim.SGD(a.parameters(), lr=0.1), torch.nn.functional.mse_loss, data, name="ta")
+    SupervisedTrainer(b, torch.optim.SGD(b.parameters(), lr=0.1), torch.nn.functional.mse_loss, data, name="tb")
+    assert [c.name for c in s.components] == ["linear", "sgd", "linear_2", "sgd_2"]
+    assert s.tb.model.module is b
