@@ -200,7 +200,9 @@ class Engine(Feature):
         except Exception as error:
             note = f"in engine {self.name!r} at iteration {self.n_iteration_started} (epoch {self.n_epoch_started})"
             _add_note(error, note)
-            self._iterator = None  # a retry resumes like a restore: the failed batch is processed again
+            # A retry resumes like a restore: the same order, from the failed batch.
+            self._iterator = None
+            self._restore_data_state = self._data_state if self.in_epoch else None
             self.exception = error
             raise
         finally:

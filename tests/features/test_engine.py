@@ -332,3 +332,29 @@ def test_a_retry_after_an_exception_processes_the_failed_batch_again(s):
         engine.run()
     engine.run()
     assert seen == [0, 1, 2, 3, 4] and engine.n_run_completed == 1
+
+
+def test_a_retry_with_a_shuffled_loader_keeps_the_epoch_order(s):
+    """The retried epoch draws the same order as the failed one, from the failed batch on."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    def loader():
+        return DataLoader(list(range(8)), batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(5))
+
+    full: list = []
+    Engine("full", lambda e, b: full.append(b.tolist()), data=loader()).run()
+    seen: list = []
+    failed: list = []
+
+    def process(engine, batch):
+        if len(seen) == 2 and not failed:
+            failed.append(1)
+            raise RuntimeError("flaky")
+        seen.append(batch.tolist())
+
+    engine = Engine("e", process, data=loader())
+    with pytest.raises(RuntimeError):
+        engine.run()
+    engine.run()
+    assert seen == full
