@@ -1,9 +1,12 @@
 """Callback dispatch: filters, handles and the per-object dispatcher.
 
 A dispatcher exists for a state object only while callbacks are attached to
-it. Its `fire(value)` calls a tuple of prepared callables; a plain
-one-argument callback is called directly, anything else (no argument, a
-filter, a weakly held method) through its handle.
+it. Its `fire(value)` is compiled for the handles it has: one callback
+behind its filter, or a loop over prepared callables; a plain one-argument
+callback is called directly, anything else (no argument, a filter, a
+weakly held method) through its handle. The counters a set touches (a
+filter's progress, the re-entry depth) live in closure cells, because a set
+with one callback, filtered or not, is the hottest path of the library.
 """
 
 from __future__ import annotations
@@ -194,7 +197,8 @@ class Handle:
 
     __slots__ = (
         "dispatcher", "fn", "func", "obj_ref", "takes_value", "priority", "seq",
-        "filter", "owner", "count", "last", "done", "counter", "raw", "call", "__weakref__",
+        "filter", "owner", "counter", "passes", "start_at", "guard", "raw", "call",
+        "__weakref__",
     )  # fmt: skip
 
     def __init__(
@@ -211,10 +215,9 @@ class Handle:
         self.priority = priority
         self.seq = seq
         self.filter = filter
-        self.count = 0
-        self.done: set[int] = set()
         self.counter = dispatcher.counter
-        self.last = dispatcher.current_value() if dispatcher.counter else 0
+        initial = dispatcher.current_value() if dispatcher.counter else 0
+        self.passes, self.start_at, self.guard = _filter_state(filter, self.counter, initial)
         if isinstance(fn, types.MethodType):
             # Bound methods are held weakly: a callback must not keep its object alive.
             self.fn = None
@@ -232,7 +235,7 @@ class Handle:
             self.obj_ref = None
         self.owner = None if owner is None else _weak_or_strong(owner)
         self.raw = _make_raw(self)
-        self.call = _make_call(self)
+        self.call = self.guard(self.raw)
 
     # -- public ---------------------------------------------------------
     @property
@@ -287,30 +290,6 @@ class Handle:
         return f"<Handle {self.name} on {where}{flt}>"
 
     # -- dispatch -------------------------------------------------------
-    def passes(self, value: Any) -> bool:
-        """Advance the filter with this set and tell whether the callback fires."""
-        flt = self.filter
-        if flt.every is not None or flt.once is not None:
-            if self.counter:
-                last = self.last
-                self.last = value
-                if flt.every is not None:
-                    if value // flt.every <= last // flt.every:
-                        return False
-                else:
-                    crossed = [t for t in flt.once if last < t <= value and t not in self.done]
-                    if not crossed:
-                        return False
-                    self.done.update(crossed)
-            else:
-                self.count = count = self.count + 1
-                if flt.every is not None:
-                    if count % flt.every:
-                        return False
-                elif count not in flt.once:
-                    return False
-        return flt.when is None or bool(flt.when(value))
-
     def _owner_died(self, _ref: weakref.ref) -> None:
         self.remove()
 
@@ -336,61 +315,92 @@ def _make_raw(handle: Handle) -> Callable[[Any], None]:
     return raw
 
 
-def _make_call(handle: Handle) -> Callable[[Any], None]:
-    """One callback's part of a dispatch: its filter, inline for the common kinds, then raw."""
-    raw = handle.raw
-    flt = handle.filter
-    if flt.empty:
-        return raw
-    every, when = flt.every, flt.when
-    if every is not None and handle.counter:
+def _filter_state(
+    flt: Filter, counter: bool, value: Any
+) -> tuple[Callable[[Any], bool], Callable[[Any], None], Callable[[Callable[[Any], None]], Callable[[Any], None]]]:
+    """A handle's filter with its running state, in one closure scope.
 
-        def call(value: Any) -> None:
-            last = handle.last
-            handle.last = value
-            if value // every > last // every and (when is None or when(value)):
-                raw(value)
+    Returns `passes(value)`, which advances the filter with a set and tells
+    whether the callback fires; `start_at(value)`, which lets a counter's
+    filter follow on from `value` (at attach, after a silent restore); and
+    `guard(then)`, which puts `then` behind the filter with the common
+    non-firing `every` set inline. The state lives in cells, the cheapest
+    variables a closure has: a filtered set that does not fire is a hot path.
+    """
+    every, once, when = flt.every, flt.once, flt.when
+    left = every or 0  # plain object, `every`: sets until it fires
+    count = 0  # plain object, `once`: sets since attach
+    last = value  # counter, `once`: its value at the previous set
+    done: set[int] = set()  # counter, `once`: thresholds already fired
+    floor = ceiling = 0  # counter, `every`: fires when the value leaves [floor, ceiling) upwards
 
-    elif every is not None:
+    def start_at(value: Any) -> None:
+        nonlocal last, floor, ceiling
+        last = value
+        if every is not None and counter:
+            floor = value - value % every
+            ceiling = floor + every
 
-        def call(value: Any) -> None:
-            count = handle.count = handle.count + 1
-            if not count % every and (when is None or when(value)):
-                raw(value)
+    def passes(value: Any) -> bool:
+        nonlocal left, count, last
+        if every is not None:
+            if counter:
+                if floor <= value < ceiling:
+                    return False
+                crossed = value >= ceiling
+                start_at(value)
+                if not crossed:
+                    return False
+            else:
+                left -= 1
+                if left:
+                    return False
+                left = every
+        elif once is not None:
+            if counter:
+                previous, last = last, value
+                crossed = [t for t in once if previous < t <= value and t not in done]
+                if not crossed:
+                    return False
+                done.update(crossed)
+            else:
+                count += 1
+                if count not in once:
+                    return False
+        return when is None or bool(when(value))
 
-    else:
+    def guard(then: Callable[[Any], None]) -> Callable[[Any], None]:
+        if flt.empty:
+            return then
+        if every is not None and counter:
 
-        def call(value: Any) -> None:
-            if handle.passes(value):
-                raw(value)
+            def call(value: Any) -> None:
+                if not floor <= value < ceiling and passes(value):
+                    then(value)
 
-    return call
+        elif every is not None:
+
+            def call(value: Any) -> None:
+                nonlocal left
+                if left > 1:
+                    left -= 1
+                elif passes(value):
+                    then(value)
+
+        else:
+
+            def call(value: Any) -> None:
+                if passes(value):
+                    then(value)
+
+        return call
+
+    start_at(value)
+    return passes, start_at, guard
 
 
 def _nothing(value: Any) -> None:
     pass
-
-
-def _make_fire(dispatcher: _Dispatcher) -> Callable[[Any], None]:
-    """What a set calls: the one callback's solo closure, or the tightest loop that fits.
-
-    Callbacks taking no value are called as they are, without a wrapper:
-    a loop over those alone has no per-callback branch.
-    """
-    handles = dispatcher.handles
-    if not handles:
-        return _nothing
-    if len(handles) == 1:
-        return _make_solo(handles[0], dispatcher)
-    entries = [_loop_entry(h) for h in handles]
-    if all(takes_value for _, takes_value in entries):
-        calls = tuple(call for call, _ in entries)
-        return lambda value: dispatcher.run(calls, value)
-    if not any(takes_value for _, takes_value in entries):
-        bare = tuple(call for call, _ in entries)
-        return lambda value: dispatcher.run_bare(bare, value)
-    mixed = tuple(entries)
-    return lambda value: dispatcher.run_mixed(mixed, value)
 
 
 def _loop_entry(handle: Handle) -> tuple[Callable[..., Any], bool]:
@@ -400,59 +410,121 @@ def _loop_entry(handle: Handle) -> tuple[Callable[..., Any], bool]:
     return handle.call, True
 
 
-def _make_solo(handle: Handle, dispatcher: _Dispatcher) -> Callable[[Any], None]:
-    """What a set calls when `handle` is its object's only callback.
+def _dispatch_scope(
+    dispatcher: _Dispatcher,
+) -> tuple[Callable[[tuple[Handle, ...]], Callable[[Any], None]], Callable[[Any, Any], None]]:
+    """The fire callables of one dispatcher, sharing one count of its dispatches in progress.
 
-    The filter runs first, so a filtered callback that does not fire costs one
-    call; re-entries are counted only when the callback runs.
+    Returns `compile(handles)`, which gives what a set calls for those
+    handles (the one callback behind its filter, or the tightest loop that
+    fits), and `fire_observed(value, observer)`, the traced dispatch. The
+    count lives in a closure cell rather than on the dispatcher: a set with
+    one callback is the hot path, and a cell is the cheapest counter Python
+    has. A set that re-enters the same object `MAX_DEPTH` deep is a cycle.
     """
-    raw = handle.raw
-    flt = handle.filter
-    if flt.empty:
+    depth = 0
 
-        def _solo(value: Any) -> None:
-            depth = dispatcher.depth
-            if depth >= MAX_DEPTH:
+    def compile(handles: tuple[Handle, ...]) -> Callable[[Any], None]:
+        if not handles:
+            return _nothing
+        if len(handles) == 1:
+            # The filter runs first, so a filtered callback that does not fire
+            # costs one call; re-entries are counted only when it runs.
+            raw = handles[0].raw
+
+            def _solo(value: Any) -> None:
+                nonlocal depth
+                entered = depth
+                if entered >= MAX_DEPTH:
+                    raise _cycle_error(dispatcher)
+                depth = entered + 1
+                try:
+                    raw(value)
+                finally:
+                    depth = entered
+
+            return handles[0].guard(_solo)
+
+        # Three loops, because this is where an engine spends its callback
+        # time: one for callbacks that all take the value, one for callbacks
+        # that all take nothing (called as they are, without a wrapper), and
+        # a mix that branches per callback. Each counts its re-entries.
+        entries = tuple(_loop_entry(h) for h in handles)
+        if all(takes_value for _, takes_value in entries):
+            calls = tuple(call for call, _ in entries)
+
+            def run(value: Any) -> None:
+                nonlocal depth
+                entered = depth
+                if entered >= MAX_DEPTH:
+                    raise _cycle_error(dispatcher)
+                depth = entered + 1
+                try:
+                    for call in calls:
+                        call(value)
+                finally:
+                    depth = entered
+
+            return run
+        if not any(takes_value for _, takes_value in entries):
+            bare = tuple(call for call, _ in entries)
+
+            def run_bare(value: Any) -> None:
+                nonlocal depth
+                entered = depth
+                if entered >= MAX_DEPTH:
+                    raise _cycle_error(dispatcher)
+                depth = entered + 1
+                try:
+                    for call in bare:
+                        call()
+                finally:
+                    depth = entered
+
+            return run_bare
+
+        def run_mixed(value: Any) -> None:
+            nonlocal depth
+            entered = depth
+            if entered >= MAX_DEPTH:
                 raise _cycle_error(dispatcher)
-            dispatcher.depth = depth + 1
+            depth = entered + 1
             try:
-                raw(value)
+                for call, takes_value in entries:
+                    if takes_value:
+                        call(value)
+                    else:
+                        call()
             finally:
-                dispatcher.depth = depth
+                depth = entered
 
-        return _solo
-    call = handle.call
-    calls = (raw,)
+        return run_mixed
 
-    if flt.every is not None:
-        every, when = flt.every, flt.when
-        if handle.counter:
+    def fire_observed(value: Any, observer: Any) -> None:
+        """Fire, telling `observer` about each callback that passes its filter."""
+        nonlocal depth
+        entered = depth
+        if entered >= MAX_DEPTH:
+            raise _cycle_error(dispatcher)
+        depth = entered + 1
+        try:
+            for handle in dispatcher.handles:
+                if handle.passes(value):
+                    token = observer.enter_callback(handle)
+                    try:
+                        handle.raw(value)
+                    finally:
+                        observer.exit_callback(token)
+        finally:
+            depth = entered
 
-            def _solo_filtered(value: Any) -> None:
-                last = handle.last
-                handle.last = value
-                if value // every > last // every and (when is None or when(value)):
-                    dispatcher.run(calls, value)
-
-        else:
-
-            def _solo_filtered(value: Any) -> None:
-                count = handle.count = handle.count + 1
-                if not count % every and (when is None or when(value)):
-                    dispatcher.run(calls, value)
-
-        return _solo_filtered
-
-    def _solo_general(value: Any) -> None:
-        dispatcher.run((call,), value)
-
-    return _solo_general
+    return compile, fire_observed
 
 
 class _Dispatcher:
     """The callbacks of one state object of one owner, in call order."""
 
-    __slots__ = ("owner", "name", "counter", "handles", "fire", "depth", "_seq")
+    __slots__ = ("owner", "name", "counter", "handles", "fire", "fire_observed", "_compile", "_seq")
 
     def __init__(self, owner: Any, name: str, counter: bool) -> None:
         self.owner = owner
@@ -460,7 +532,7 @@ class _Dispatcher:
         self.counter = counter
         self.handles: tuple[Handle, ...] = ()
         self.fire: Callable[[Any], None] = _nothing
-        self.depth = 0
+        self._compile, self.fire_observed = _dispatch_scope(self)
         self._seq = 0
 
     @property
@@ -484,7 +556,7 @@ class _Dispatcher:
 
     def _set_handles(self, handles: tuple[Handle, ...]) -> None:
         self.handles = tuple(sorted(handles, key=lambda h: (-h.priority, h.seq)))
-        self.fire = _make_fire(self)
+        self.fire = self._compile(self.handles)
         self.owner._sf.rewire(self.name)
 
     def resync(self) -> None:
@@ -492,66 +564,10 @@ class _Dispatcher:
         if self.counter:
             value = self.current_value()
             for handle in self.handles:
-                handle.last = value
-
-    def run(self, calls: tuple[Callable[[Any], Any], ...], value: Any) -> None:
-        """Call each of `calls` with `value`, counting re-entries of this object to catch cycles."""
-        depth = self.depth
-        if depth >= MAX_DEPTH:
-            raise _cycle_error(self)
-        self.depth = depth + 1
-        try:
-            for call in calls:
-                call(value)
-        finally:
-            self.depth = depth
-
-    def run_bare(self, calls: tuple[Callable[[], Any], ...], value: Any) -> None:
-        """`run` for callbacks that all take no value: each is called as it is."""
-        depth = self.depth
-        if depth >= MAX_DEPTH:
-            raise _cycle_error(self)
-        self.depth = depth + 1
-        try:
-            for call in calls:
-                call()
-        finally:
-            self.depth = depth
-
-    def run_mixed(self, calls: tuple[tuple[Callable[..., Any], bool], ...], value: Any) -> None:
-        """`run` for a mix: each entry is (callable, whether it takes the value)."""
-        depth = self.depth
-        if depth >= MAX_DEPTH:
-            raise _cycle_error(self)
-        self.depth = depth + 1
-        try:
-            for call, takes_value in calls:
-                if takes_value:
-                    call(value)
-                else:
-                    call()
-        finally:
-            self.depth = depth
-
-    def fire_observed(self, value: Any, observer: Any) -> None:
-        """Fire, telling `observer` about each callback that passes its filter."""
-        depth = self.depth
-        if depth >= MAX_DEPTH:
-            raise _cycle_error(self)
-        self.depth = depth + 1
-        try:
-            for handle in self.handles:
-                if handle.passes(value):
-                    token = observer.enter_callback(handle)
-                    try:
-                        handle.raw(value)
-                    finally:
-                        observer.exit_callback(token)
-        finally:
-            self.depth = depth
+                handle.start_at(value)
 
 
-_DISPATCH_FRAMES = {"run", "run_bare", "run_mixed", "_solo", "fire_observed"}
+_DISPATCH_FRAMES = {"_solo", "run", "run_bare", "run_mixed", "fire_observed"}
 
 
 def _cycle_error(dispatcher: _Dispatcher) -> CycleError:
@@ -561,8 +577,7 @@ def _cycle_error(dispatcher: _Dispatcher) -> CycleError:
     while frame is not None:
         code = frame.f_code
         if code.co_name in _DISPATCH_FRAMES and code.co_filename == __file__:
-            local = frame.f_locals
-            running = local.get("self", local.get("dispatcher"))
+            running = frame.f_locals.get("dispatcher")
             if isinstance(running, _Dispatcher):
                 chain.append(running.path)
         frame = frame.f_back

@@ -124,10 +124,14 @@ class Observable:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         self = object.__new__(cls)
-        values = self.__dict__
-        values["_sf"] = _Machinery(self)
+        values = {"_sf": _Machinery(self)}
         for name, obj in cls._sf_objects.items():
             values[name] = obj.initial()
+        # A dict of our own rather than the instance's key-sharing one: a
+        # state object stores into `__dict__`, and once a key-sharing dict is
+        # touched that way CPython stops specializing every attribute access
+        # of the instance (a set then costs a third more).
+        self.__dict__ = values
         return self
 
     @property

@@ -167,7 +167,7 @@ def test_lr_scheduler_with_an_ignite_param_scheduler(s):
 def test_lr_scheduler_state_is_restored(s):
     module = torch.nn.Linear(2, 1)
     sgd = Optimizer(torch.optim.SGD(module.parameters(), lr=1.0))
-    engine = Engine("trainer", lambda e, b: b, data=range(2), n_epochs=3)
+    engine = Engine("trainer", lambda e, b: sgd.optimizer.step(), data=range(2), n_epochs=3)
     LRScheduler(torch.optim.lr_scheduler.StepLR(sgd.optimizer, 1, gamma=0.1), trigger=engine.n_epoch_completed_ref)
     engine.run()
     saved = s.state_dict()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 import frame
@@ -84,6 +86,58 @@ def test_cycle_with_several_callbacks_and_filters_is_detected(s):
     with pytest.raises(CycleError) as info:
         a.x = 0
     assert info.value.cycle == ["engines.a.x", "metrics.b.value", "engines.a.x"]
+
+
+class _Quiet:
+    """An observer that records nothing: `state.observe` then dispatches the traced way."""
+
+    def enter_event(self, ref, value):
+        return None
+
+    def exit_event(self, token):
+        pass
+
+    def enter_callback(self, handle):
+        return None
+
+    def exit_callback(self, token):
+        pass
+
+
+@pytest.mark.parametrize("shape", ["one callback", "all take the value", "all take nothing", "mixed", "traced"])
+def test_every_dispatch_shape_stops_a_cycle_and_recovers(s, shape):
+    """However an object dispatches, a self-cycle stops at MAX_DEPTH and later sets work again."""
+    a = Engine(name="a")
+    looping = [True]
+    seen = []
+
+    def again(v):
+        seen.append(v)
+        if looping[0]:
+            a.x = v + 1
+
+    def again_bare():
+        again(a.x)
+
+    if shape in ("one callback", "traced"):
+        a.x_ref.attach(again)
+    elif shape == "all take the value":
+        a.x_ref.attach(again)
+        a.x_ref.attach(lambda v: None)
+    elif shape == "all take nothing":
+        a.x_ref.attach(again_bare)
+        a.x_ref.attach(lambda: None)
+    else:
+        a.x_ref.attach(again)
+        a.x_ref.attach(lambda: None)
+    with s.observe(_Quiet()) if shape == "traced" else contextlib.nullcontext():
+        with pytest.raises(CycleError, match=r"engines\.a\.x -> engines\.a\.x \(engines\.a\.x re-entered 32 times\)"):
+            a.x = 0
+        assert seen == list(range(MAX_DEPTH))
+        looping[0] = False
+        seen.clear()
+        a.x = 100
+        assert seen == [100]
 
 
 def test_bounded_re_entry_is_allowed(s):

@@ -194,6 +194,31 @@ def test_counter_filter_resume_backwards_fires_again(s):
     assert seen == [150, 100]
 
 
+def test_counter_every_fires_again_after_the_counter_is_reset(s):
+    """A counter set back to 0 (a per-epoch count) fires at the same multiples again."""
+    e = Engine()
+    seen = []
+    e.n_samples_ref.attach(seen.append, every=100)
+    for value in (60, 120, 180, 240, 0, 60, 120, 0, 100):
+        e.n_samples = value
+    assert seen == [120, 240, 120, 100]
+
+
+def test_a_filter_keeps_counting_when_callbacks_are_added_and_removed(s):
+    """The filter's count belongs to its callback, not to how the object dispatches."""
+    e = Engine()
+    seen = []
+    e.output_ref.attach(seen.append, every=3)
+    e.output = 1
+    other = e.output_ref.attach(lambda: None)  # from one callback to a loop over two
+    e.output = 2
+    e.output = 3
+    other.remove()  # back to one
+    for value in range(4, 10):
+        e.output = value
+    assert seen == [3, 6, 9]
+
+
 def test_non_counter_filters_do_not_move_on_silent_sets(s):
     """On ordinary objects, silenced sets are not counted by `every`."""
     e = Engine()

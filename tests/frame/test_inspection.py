@@ -231,3 +231,23 @@ def test_observe_covers_features_created_while_observing(s):
         acc.value = 0.9
     assert ("event", "metrics.accuracy.value", 0.9) in recorder.log
     assert ("event", "metrics.added", acc) in recorder.log
+
+
+def test_a_filter_counts_on_across_an_observed_stretch(s):
+    """Sets made while a tracer observes advance the same filter as the ones before and after."""
+    e = Engine(name="trainer")
+    seen = []
+    e.output_ref.attach(seen.append, every=3)
+    e.n_samples_ref.attach(seen.append, every=10)
+    e.output = 1
+    e.n_samples = 5
+    with s.observe(Recorder()):
+        e.output = 2
+        e.output = 3  # the third set since attach
+        e.n_samples = 12  # crosses 10
+        e.output = 4
+    e.output = 5
+    e.output = 6  # the sixth
+    e.n_samples = 19
+    e.n_samples = 20  # crosses 20
+    assert seen == [3, 12, 6, 20]
