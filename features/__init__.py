@@ -33,6 +33,10 @@ _EXPORTS = {
     "LRScheduler": "handlers",
     "Timer": "handlers",
     "ProgressBar": "progress",
+    "Clock": "clock",
+    "CheckpointError": "checkpoint",
+    "UnsafeCheckpointError": "checkpoint",
+    "ResumeInfo": "checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -6,6 +6,7 @@ from typing import Any
 
 from frame import Counter, Feature, FilteredRef, Ref, as_ref
 
+from .clock import Clock
 from .tensorboard import TensorBoard, find_writer, run_of, scalar_value, step_value
 
 __all__ = ["ScalarChart"]
@@ -24,7 +25,8 @@ class ScalarChart(Feature):
         y_ref: the ref to plot (a filtered ref, `ref(every=10)`, writes only
             when the filter passes).
         x_ref: the ref whose current value is the step (an int: a counter
-            such as `trainer.n_samples_ref`).
+            such as `trainer.n_samples_ref`, or a `Clock`'s
+            `seconds_ref`/`milliseconds_ref` for wall time, read fresh).
         tag: the curve's tag; by default `y_ref`'s path with `/`
             (`metrics/val_evaluator_accuracy/value`).
         writer: a `TensorBoard` feature or its name; by default the only
@@ -78,6 +80,8 @@ class ScalarChart(Feature):
         super().__init__(name=name or f"{owner_name}_{y.name}_chart")
         self.y_ref = y
         self.x_ref = x
+        # A clock is read, not followed: bring it up to date before each point.
+        self._refresh_x = x.owner.refresh if isinstance(x.owner, Clock) else None
         self.tag = tag or y.path.replace(".", "/")
         self.run = run or run_of_ref(y)
         self._writer_choice = writer
@@ -95,6 +99,8 @@ class ScalarChart(Feature):
     def write(self, value: Any) -> None:
         """Write `value` at the current value of `x` (what happens when `y` fires)."""
         y = scalar_value(value, self.y_ref.path)
+        if self._refresh_x is not None:
+            self._refresh_x()
         step = step_value(self.x_ref.value, self.x_ref.path)
         self.writer.add_scalar(self.run, self.tag, y, step)
         self.n_written += 1

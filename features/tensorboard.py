@@ -275,6 +275,6 @@ def step_value(value: Any, path: str) -> int:
         return int(number)
     raise TypeError(
         f"cannot use {path} as the x axis: its value {value!r} is not a whole number, and TensorBoard "
-        "steps are integers; use a counter (n_samples, n_epoch_completed, ...) and TensorBoard's "
-        "'Relative' or 'Wall' horizontal axis for time"
+        "steps are integers; use a counter (n_samples, n_epoch_completed, ...), or for time a "
+        "Clock's seconds_ref or milliseconds_ref"
     )

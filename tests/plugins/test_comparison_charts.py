@@ -9,6 +9,7 @@ chart's regex selects.
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from frame import Params, State
-from features import Accuracy, Engine, Loss, Metric, TensorBoard
+from features import Accuracy, Clock, Engine, Loss, Metric, TensorBoard
 from plugins import EnginesMetricsCharts, EnginesMetricsComparisonCharts, HParams
 
 LAYOUT_TAG = "custom_scalars__config__"
@@ -35,7 +36,7 @@ def s():
 # -- building experiments -----------------------------------------------------
 
 
-def three_engines(n_epochs=3):
+def three_engines(n_epochs=3, step_seconds=0.0):
     """A trainer whose weights drift each step, and two evaluators following its epochs."""
     g = torch.Generator().manual_seed(0)
     data = [(torch.randn(4, 3, generator=g), torch.randint(0, 3, (4,), generator=g)) for _ in range(6)]
@@ -44,6 +45,7 @@ def three_engines(n_epochs=3):
     def train_step(engine, batch):
         x, y = batch
         weights.add_(0.3 * torch.randn(3, 3, generator=g))
+        time.sleep(step_seconds)
         return x @ weights, y
 
     def eval_step(engine, batch):
@@ -279,6 +281,49 @@ def test_one_section_per_engine_with_every_metric_against_each_x_axis(s, tmp_pat
             assert list(selected) == [engine]
             assert_curve(selected[engine], seen[x_label.split(".")[1]][f"{engine}_{kind}"])
     assert [step for step, _ in curves(multiplexer, "^val_evaluator/loss/trainer.n_epoch_completed$")["val_evaluator"]] == [1, 2]
+
+
+def test_engines_compared_against_wall_time_share_the_clocks_origin(s, tmp_path):
+    """Against `clock.milliseconds`: each point's step is the time its metric fired, since the clock started."""
+    started = time.time()
+    clock = Clock()
+    trainer = three_engines(n_epochs=3, step_seconds=0.01)
+    plugin = EnginesMetricsComparisonCharts(x_axis_ref=clock.milliseconds_ref)
+    metrics = accuracy_and_loss(trainer) + accuracy_and_loss(s.cv_evaluator) + accuracy_and_loss(s.val_evaluator)
+    TensorBoard(tmp_path)
+    seen = record(metrics, clock.milliseconds_ref)  # after the charts' callbacks, which refresh the clock
+    trainer.run()
+    s.tensor_board.close()
+
+    multiplexer = load(tmp_path)
+    layout = layout_of(multiplexer)
+    assert [c.title for c in layout.category] == ["engines compared (x: clock.milliseconds)"]
+    assert plugin.metric_types["accuracy"] == ["trainer", "cv_evaluator", "val_evaluator"]
+    for chart in layout.category[0].chart:
+        selected = curves(multiplexer, chart.multiline.tag[0])
+        assert sorted(selected) == ["cv_evaluator", "trainer", "val_evaluator"]
+        for run, curve in selected.items():
+            assert_curve(curve, seen[f"{run}_{chart.title}"])
+            steps = [step for step, _ in curve]
+            assert steps == sorted(steps) and steps[-1] - steps[0] >= 2 * 60  # two epochs of 6 x 10 ms apart
+            # The step is the elapsed time at which TensorBoard stamped the point.
+            stamped = [1000 * (e.wall_time - started) for e in multiplexer.Scalars(run, chart.title)]
+            assert all(abs(ms - step) < 250 for ms, step in zip(stamped, steps)), (stamped, steps)
+
+
+def test_a_clock_continues_from_the_checkpoints_time(s):
+    """The elapsed time is state: after a restore the clock counts on from the saved value."""
+    clock = Clock()
+    time.sleep(0.02)
+    clock.refresh()
+    assert 20 <= clock.milliseconds < 1000 and clock.seconds == 0
+    saved = s.state_dict()
+    assert saved["handlers"]["clock"] == {"seconds": 0, "milliseconds": clock.milliseconds}
+    with State() as other:
+        restored = Clock()
+        other.load_state_dict({"handlers": {"clock": {"seconds": 61, "milliseconds": 61_500}}})
+        assert (restored.seconds, restored.milliseconds) == (61, 61_500)
+        assert 61_500 <= restored.refresh() < 62_500 and restored.seconds == 61
 
 
 def test_one_x_axis_gives_short_tags_and_both_plugins_share_one_layout(s, tmp_path):
