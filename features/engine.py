@@ -52,7 +52,7 @@ class Engine(Feature):
         >>> with State() as s:
         ...     trainer = Engine("trainer", lambda engine, batch: sum(batch), data=[[1, 2], [3, 4]], n_epochs=2)
         ...     handle = trainer.n_epoch_completed_ref.attach(lambda: print("epoch", trainer.n_epoch_completed, trainer.output))
-        ...     trainer.run()
+        ...     _ = trainer.run()
         epoch 1 7
         epoch 2 7
     """

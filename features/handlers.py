@@ -209,7 +209,7 @@ class LRScheduler(Feature):
         >>> from features import Engine, LRScheduler, Optimizer
         >>> with State() as s:
         ...     sgd = Optimizer(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0))
-        ...     trainer = Engine("trainer", lambda e, b: b, data=range(3), n_epochs=2)
+        ...     trainer = Engine("trainer", lambda e, b: sgd.optimizer.step(), data=range(3), n_epochs=2)
         ...     step = torch.optim.lr_scheduler.StepLR(sgd.optimizer, step_size=1, gamma=0.5)
         ...     scheduler = LRScheduler(step, trigger=trainer.n_epoch_completed_ref)
         ...     _ = trainer.run()

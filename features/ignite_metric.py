@@ -27,7 +27,7 @@ class IgniteMetric(Metric):
         ...     batches = [(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))]
         ...     evaluator = Engine("evaluator", lambda e, batch: batch, data=batches)
         ...     precision = IgniteMetric(Precision(average=True), engine=evaluator)
-        ...     evaluator.run()
+        ...     _ = evaluator.run()
         ...     print(precision.name, round(float(precision.value), 3))
         evaluator_precision 0.5
     """

@@ -39,7 +39,7 @@ class Metric(Feature):
         >>> with State() as s:
         ...     engine = Engine("engine", lambda e, b: b, data=[3, 9, 4])
         ...     maximum = Maximum(engine=engine)
-        ...     engine.run()
+        ...     _ = engine.run()
         ...     print(maximum.name, maximum.value)
         engine_maximum 9
     """

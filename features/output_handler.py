@@ -24,7 +24,7 @@ class OutputHandler(Feature):
         ...     doubled = OutputHandler(engine.output_ref, lambda x: 2 * x, name="doubled")
         ...     seen = []
         ...     handle = doubled.output_ref.attach(seen.append)
-        ...     engine.run()
+        ...     _ = engine.run()
         >>> seen
         [2, 4, 6]
     """

@@ -70,7 +70,7 @@ class SupervisedTrainer(Engine):
         ...     data = [(torch.randn(8, 2), torch.randn(8, 1)) for _ in range(4)]
         ...     trainer = SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
         ...                                 torch.nn.functional.mse_loss, data, n_epochs=2)
-        ...     trainer.run()
+        ...     _ = trainer.run()
         ...     print(trainer.n_iteration_completed, trainer.output.shape, list(s.components))
         8 torch.Size([]) [<Model components.linear: Linear, 3 parameters>, <Optimizer components.sgd: ...>]
     """
@@ -160,7 +160,7 @@ class SupervisedEvaluator(Engine):
         ...     data = [(torch.randn(10, 4), torch.randint(0, 3, (10,)))]
         ...     evaluator = SupervisedEvaluator(model, data, name="val_evaluator", metrics=["accuracy", "loss"],
         ...                                     loss_fn=torch.nn.functional.cross_entropy)
-        ...     evaluator.run()
+        ...     _ = evaluator.run()
         ...     print(sorted(m.name for m in s.metrics))
         ['val_evaluator_accuracy', 'val_evaluator_loss']
     """
