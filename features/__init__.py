@@ -6,8 +6,7 @@ names, so `from features import Engine` imports no torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from frame._lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -40,16 +39,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'features' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

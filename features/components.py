@@ -35,11 +35,7 @@ class Model(Feature):
     @classmethod
     def of(cls, module: torch.nn.Module, *, state: State | None = None) -> Model:
         """The component wrapping `module` in the state, created if there is none."""
-        state = state or State.current()
-        for feature in state.components:
-            if isinstance(feature, Model) and feature.module is module:
-                return feature
-        return cls(module, name=_free_name(state, type(module).__name__.lower()))
+        return _component_of(cls, "module", module, state)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "module": self.module.state_dict()}
@@ -122,11 +118,7 @@ class Optimizer(Feature):
     @classmethod
     def of(cls, optimizer: torch.optim.Optimizer, *, state: State | None = None) -> Optimizer:
         """The component wrapping `optimizer` in the state, created if there is none."""
-        state = state or State.current()
-        for feature in state.components:
-            if isinstance(feature, Optimizer) and feature.optimizer is optimizer:
-                return feature
-        return cls(optimizer, name=_free_name(state, type(optimizer).__name__.lower()))
+        return _component_of(cls, "optimizer", optimizer, state)
 
     def values(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in type(self)._sf_objects}
@@ -140,6 +132,15 @@ class Optimizer(Feature):
             self.optimizer.load_state_dict(state_dict["optimizer"])
             for name in type(self)._sf_objects:
                 getattr(self, name)  # refresh the stored values from the restored groups
+
+
+def _component_of(cls: type[Any], attribute: str, wrapped: Any, state: State | None) -> Any:
+    """The `cls` component whose `attribute` is `wrapped`, or a new one under a free name."""
+    state = state or State.current()
+    for feature in state.components:
+        if isinstance(feature, cls) and getattr(feature, attribute) is wrapped:
+            return feature
+    return cls(wrapped, name=_free_name(state, type(wrapped).__name__.lower()))
 
 
 def _free_name(state: State, name: str) -> str:

@@ -7,8 +7,7 @@ state and register nothing. Modules are imported on first use of a name.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from frame._lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -21,16 +20,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'plugins' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
