@@ -131,7 +131,7 @@ class Observable:
         # state object stores into `__dict__`, and once a key-sharing dict is
         # touched that way CPython stops specializing every attribute access
         # of the instance (a set then costs a third more).
-        self.__dict__ = values
+        object.__setattr__(self, "__dict__", values)  # past any __setattr__ of a subclass
         return self
 
     @property

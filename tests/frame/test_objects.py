@@ -240,3 +240,24 @@ def test_feature_outside_any_feature_init_registration_is_named(s):
 
     lazy = Lazy(4)
     assert s.lazy is lazy and lazy.v == 4
+
+
+def test_a_feature_with_its_own_setattr_still_holds_and_fires_its_objects(s):
+    """A subclass's `__setattr__` (here: only state objects may be set) sees only the user's sets."""
+
+    class Frozen(Feature):
+        category = "things"
+        value = StateObject(0)
+
+        def __setattr__(self, name, value):
+            if name not in type(self)._sf_objects:
+                raise AttributeError(f"{name} cannot be set on a Frozen")
+            super().__setattr__(name, value)
+
+    frozen = Frozen()
+    seen = []
+    frozen.value_ref.attach(seen.append)
+    frozen.value = 3
+    assert seen == [3] and frozen.value == 3
+    with pytest.raises(AttributeError, match="other cannot be set"):
+        frozen.other = 1
