@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from frame import Counter, Feature, FilteredRef, Ref, as_ref
 
 from .clock import Clock
-from .tensorboard import TensorBoard, find_writer, run_of, scalar_value, step_value
+from .tensorboard import TensorBoard, find_writer, run_of, scalar_values, step_value
 
 __all__ = ["ScalarChart"]
 
 
 class ScalarChart(Feature):
     """Writes `y` against the current value of `x` every time `y` fires.
+
+    A number is one curve; a 1-D value (a per-class metric such as
+    `Precision(average=False)`) is one curve per element, tagged
+    `<tag>/0`, `<tag>/1`, ...
 
     The point goes to the run directory of `y`'s engine (a metric's engine,
     or the engine itself), so the same tag from several engines overlays in
@@ -33,11 +38,16 @@ class ScalarChart(Feature):
             one in the state.
         run: the run directory under the writer's `log_dir`; by default
             the name of `y`'s engine, else of `y`'s feature.
+        strict: with False, a value that cannot be charted (a matrix, a
+            string) is skipped with one warning instead of raising; the
+            chart plugins use this, so an automatic chart never stops a
+            training.
         name: the feature's name; by default `<y feature>_<y object>_chart`.
 
     Raises:
-        TypeError: when a written value is not a number (naming the ref), or
-            the x value is not a whole number.
+        TypeError: when a written value is neither a number nor a 1-D value
+            (naming the ref; unless `strict=False`), or the x value is not
+            a whole number.
         ValueError: when another chart already writes the same tag in the
             same run.
 
@@ -68,6 +78,7 @@ class ScalarChart(Feature):
         tag: str | None = None,
         writer: TensorBoard | str | None = None,
         run: str | None = None,
+        strict: bool = True,
         name: str | None = None,
     ) -> None:
         y = as_ref(y_ref, "y_ref of ScalarChart")
@@ -86,6 +97,9 @@ class ScalarChart(Feature):
         self.run = run or run_of_ref(y)
         self._writer_choice = writer
         self._writer: TensorBoard | None = writer if isinstance(writer, TensorBoard) else None
+        self.strict = strict
+        #: why the values of `y` were skipped (strict=False), or None
+        self.skipped: str | None = None
         self._check_unique_curve()
         y.attach(self.write, owner=self)
 
@@ -98,11 +112,23 @@ class ScalarChart(Feature):
 
     def write(self, value: Any) -> None:
         """Write `value` at the current value of `x` (what happens when `y` fires)."""
-        y = scalar_value(value, self.y_ref.path)
+        try:
+            y = scalar_values(value, self.y_ref.path)
+        except TypeError as error:
+            if self.strict:
+                raise
+            if self.skipped is None:
+                self.skipped = str(error)
+                warnings.warn(f"chart {self.name!r} skips what it cannot chart: {error}", stacklevel=2)
+            return
         if self._refresh_x is not None:
             self._refresh_x()
         step = step_value(self.x_ref.value, self.x_ref.path)
-        self.writer.add_scalar(self.run, self.tag, y, step)
+        if isinstance(y, float):
+            self.writer.add_scalar(self.run, self.tag, y, step)
+        else:
+            for index, element in enumerate(y):
+                self.writer.add_scalar(self.run, f"{self.tag}/{index}", element, step)
         self.n_written += 1
 
     def _check_unique_curve(self) -> None:

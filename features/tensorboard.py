@@ -18,7 +18,7 @@ from typing import Any
 
 from frame import Counter, Feature, StateObject
 
-__all__ = ["TensorBoard", "ROOT_RUN", "find_writer", "run_of", "scalar_value", "step_value"]
+__all__ = ["TensorBoard", "ROOT_RUN", "find_writer", "run_of", "scalar_value", "scalar_values", "step_value"]
 
 #: The run of the log directory itself: it holds what belongs to no engine
 #: (the custom-scalars layout).
@@ -252,6 +252,30 @@ def scalar_value(value: Any, path: str) -> float:
         raise TypeError(
             f"cannot chart {path}: its value {value!r} of type {type(value).__name__} is not a number"
         ) from None
+
+
+def scalar_values(value: Any, path: str) -> float | list[float]:
+    """A number as a float, or a 1-D value (tensor, array, list, tuple) as its elements' floats.
+
+    A chart writes the elements as one curve each, as per-class metrics
+    (`Precision(average=False)`) need.
+
+    Raises:
+        TypeError: naming `path`, when the value is neither (a matrix, a dict, a string).
+    """
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        shape = getattr(value, "shape", None)
+        if shape is None or len(shape) == 0 or (len(shape) == 1 and shape[0] == 1):
+            return scalar_value(value, path)
+        if len(shape) > 1:
+            raise TypeError(
+                f"cannot chart {path}: it holds {type(value).__name__} of shape {tuple(shape)}; a chart "
+                "takes a number or a 1-D value (one curve per element): reduce it with an OutputHandler"
+            )
+        items = value.tolist()
+    return [scalar_value(item, f"{path}[{i}]") for i, item in enumerate(items)]
 
 
 def step_value(value: Any, path: str) -> int:

@@ -40,8 +40,11 @@ def _positive_int(value: Any, argument: str, who: str) -> int:
 
 
 def _anchored(tag: str) -> str:
-    """A regex matching exactly `tag` (TensorBoard matches tag regexes from the start only)."""
-    return f"^{re.escape(tag)}$"
+    """A regex matching exactly `tag` and its per-element curves `tag/0`, `tag/1`, ...
+
+    Anchored at both ends: TensorBoard matches tag regexes from the start only.
+    """
+    return f"^{re.escape(tag)}(/\\d+)?$"
 
 
 def _axis_label(ref: Ref) -> str:
@@ -81,7 +84,9 @@ class _MetricsChartsPlugin(Feature):
                     f"{metric.name!r} of engine {chart.run!r} to the same tag {tag!r}; give them names that "
                     "differ in their last parts, or raise n_identical_metric_name_suffixes"
                 )
-        chart = ScalarChart(metric.value_ref, x, tag=tag, writer=self.writer_choice, run=run_of(metric), name=name)
+        chart = ScalarChart(
+            metric.value_ref, x, tag=tag, writer=self.writer_choice, run=run_of(metric), strict=False, name=name
+        )
         self.charts.append(chart)
         self.n_charts += 1
 
@@ -364,9 +369,14 @@ class HParams(Feature):
         hparams = {path: _hparam_value(value) for path, value in self.state.config().items()}
         metrics: dict[str, float] = {}
         for metric in self._metric_features():
-            if metric.value is None and self.metrics is None:
-                continue  # a metric that never produced a value
-            metrics[f"hparams/{metric.name}"] = scalar_value(metric.value, metric.value_ref.path)
+            try:
+                metrics[f"hparams/{metric.name}"] = scalar_value(metric.value, metric.value_ref.path)
+            except TypeError:
+                if self.metrics is not None:
+                    raise  # a metric asked for by name must be a number
+                # by default only the metrics holding a number: not one that
+                # never produced a value, nor a per-class vector
+
         writer = find_writer(self.state, self.writer_choice, f"plugin {self.name!r}")
         summary_writer = writer.writer(self.run)
         step = self.n_written + 1

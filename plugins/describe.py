@@ -20,7 +20,8 @@ def describe(thing: Any, state: State | None = None, *, file: TextIO | None = No
     Args:
         thing: a ref (`state.trainer.n_samples_ref`), a filtered ref, a
             feature, or a path (`"engines.trainer.n_samples"`, also without
-            the category: `"trainer.n_samples"`, `"trainer"`).
+            the category: `"trainer.n_samples"`, `"trainer"`); a State
+            prints its whole tree (`state.tree()`).
         state: where to look up a path and the wiring; the thing's own State
             (or the current one) by default.
         file: where to print; standard output by default.
@@ -45,6 +46,9 @@ def describe(thing: Any, state: State | None = None, *, file: TextIO | None = No
     """
     from .dataflow import DataFlowGraph
 
+    if isinstance(thing, State):
+        print(thing.tree(), file=file or sys.stdout)
+        return
     if state is None:
         owner = getattr(thing, "owner", thing)
         state = getattr(owner, "state", None) if isinstance(owner, Feature) else None
@@ -55,8 +59,8 @@ def describe(thing: Any, state: State | None = None, *, file: TextIO | None = No
     flow = DataFlowGraph(state)
     if not isinstance(thing, (Ref, FilteredRef, Feature, Container, str)):
         raise TypeError(
-            "describe() takes a ref (state.trainer.n_samples_ref), a feature or a path "
-            f"like 'engines.trainer.n_samples', got {thing!r}"
+            "describe() takes a ref (state.trainer.n_samples_ref), a feature, a path "
+            f"like 'engines.trainer.n_samples' or a State, got {type(thing).__name__}: {thing!r}"
         )
     node = flow.node(thing)
     data = flow.graph.nodes[node]

@@ -85,12 +85,47 @@ def test_a_non_numeric_value_raises_an_error_naming_the_ref(s, tmp_path):
         trainer.run()
 
 
-def test_a_tensor_with_several_elements_is_refused(s, tmp_path):
-    trainer = Engine("trainer", lambda engine, batch: torch.ones(3), data=[0])
+def test_a_1d_value_is_one_curve_per_element(s, tmp_path):
+    """A per-class value (a 1-D tensor, array or list) writes `<tag>/<index>` curves; one element is a number."""
+    outputs = iter([torch.tensor([0.5, 0.25, 1.0]), torch.tensor([0.75, 0.5, 0.0])])
+    trainer = Engine("trainer", lambda engine, batch: next(outputs), data=[0, 1])
+    TensorBoard(tmp_path)
+    chart = ScalarChart(trainer.output_ref, trainer.n_iteration_started_ref, tag="per_class")
+    lists = Engine("lists", lambda engine, batch: [batch, 2 * batch] if batch else torch.tensor([7.0]), data=[1, 0])
+    ScalarChart(lists.output_ref, lists.n_iteration_started_ref, tag="listed")
+    trainer.run()
+    lists.run()
+    s.tensor_board.close()
+    assert chart.n_written == 2
+    assert points(tmp_path / "trainer", "per_class/0") == [(1, 0.5), (2, 0.75)]
+    assert points(tmp_path / "trainer", "per_class/1") == [(1, 0.25), (2, 0.5)]
+    assert points(tmp_path / "trainer", "per_class/2") == [(1, 1.0), (2, 0.0)]
+    assert points(tmp_path / "lists", "listed/0") == [(1, 1.0)]
+    assert points(tmp_path / "lists", "listed/1") == [(1, 2.0)]
+    assert points(tmp_path / "lists", "listed") == [(2, 7.0)]  # a one-element tensor is a number
+
+
+def test_a_matrix_is_refused_naming_the_ref(s, tmp_path):
+    trainer = Engine("trainer", lambda engine, batch: torch.ones(3, 3), data=[0])
     TensorBoard(tmp_path)
     ScalarChart(trainer.output_ref, trainer.n_samples_ref)
-    with pytest.raises(TypeError, match=r"cannot chart engines.trainer.output: it holds Tensor of shape \(3,\)"):
+    with pytest.raises(TypeError, match=r"cannot chart engines.trainer.output: it holds Tensor of shape \(3, 3\); "
+                                        r"a chart takes a number or a 1-D value"):
         trainer.run()
+
+
+def test_a_lenient_chart_skips_what_it_cannot_chart_with_one_warning(s, tmp_path):
+    """strict=False (what the chart plugins use): the training goes on, one warning says why."""
+    values = iter([1.0, torch.ones(2, 2), torch.ones(2, 2), 4.0])
+    trainer = Engine("trainer", lambda engine, batch: next(values), data=[0, 1, 2, 3])
+    TensorBoard(tmp_path)
+    chart = ScalarChart(trainer.output_ref, trainer.n_iteration_started_ref, tag="mixed", strict=False)
+    with pytest.warns(UserWarning, match=r"chart 'trainer_output_chart' skips .* shape \(2, 2\)") as caught:
+        trainer.run()
+    assert len(caught) == 1
+    s.tensor_board.close()
+    assert "shape (2, 2)" in chart.skipped
+    assert points(tmp_path / "trainer", "mixed") == [(1, 1.0), (4, 4.0)]
 
 
 def test_an_x_value_that_is_not_a_whole_number_is_refused(s, tmp_path):

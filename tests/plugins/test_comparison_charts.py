@@ -19,7 +19,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from frame import Params, State
-from features import Accuracy, Clock, Engine, Loss, Metric, TensorBoard
+from features import Accuracy, Clock, Engine, IgniteMetric, Loss, Metric, TensorBoard
 from plugins import EnginesMetricsCharts, EnginesMetricsComparisonCharts, HParams
 
 LAYOUT_TAG = "custom_scalars__config__"
@@ -149,7 +149,7 @@ def test_one_chart_per_metric_type_with_one_curve_per_engine(s, tmp_path):
     charts = layout.category[0].chart
     assert [c.title for c in charts] == ["accuracy", "loss"]
     for chart in charts:
-        assert list(chart.multiline.tag) == [f"^{chart.title}$"]
+        assert list(chart.multiline.tag) == [f"^{chart.title}(/\\d+)?$"]  # per-class curves: accuracy/0, ...
         selected = curves(multiplexer, chart.multiline.tag[0])
         assert sorted(selected) == ["cv_evaluator", "trainer", "val_evaluator"]
         for run, curve in selected.items():
@@ -276,7 +276,7 @@ def test_one_section_per_engine_with_every_metric_against_each_x_axis(s, tmp_pat
         assert [c.title for c in category.chart] == plugin.sections[engine]
         for chart in category.chart:
             _, kind, x_label = chart.title.split("/")
-            assert list(chart.multiline.tag) == ["^" + re.escape(chart.title) + "$"]
+            assert list(chart.multiline.tag) == ["^" + re.escape(chart.title) + "(/\\d+)?$"]
             selected = curves(multiplexer, chart.multiline.tag[0])
             assert list(selected) == [engine]
             assert_curve(selected[engine], seen[x_label.split(".")[1]][f"{engine}_{kind}"])
@@ -309,6 +309,43 @@ def test_engines_compared_against_wall_time_share_the_clocks_origin(s, tmp_path)
             # The step is the elapsed time at which TensorBoard stamped the point.
             stamped = [1000 * (e.wall_time - started) for e in multiplexer.Scalars(run, chart.title)]
             assert all(abs(ms - step) < 250 for ms, step in zip(stamped, steps)), (stamped, steps)
+
+
+def test_per_class_metrics_give_a_curve_per_class_and_matrices_are_skipped(s, tmp_path):
+    """A 1-D metric is charted element by element in its type's chart; a matrix is skipped with a warning."""
+    from ignite.metrics import ConfusionMatrix, Precision
+
+    trainer = three_engines(n_epochs=2)
+    plugin = EnginesMetricsComparisonCharts(x_axis_ref=trainer.n_samples_ref)
+    hparams = HParams()
+    engines = [s.cv_evaluator, s.val_evaluator]
+    precisions = [IgniteMetric(Precision(average=False), engine=engine) for engine in engines]
+    for engine in engines:
+        IgniteMetric(ConfusionMatrix(num_classes=3), engine=engine)
+    TensorBoard(tmp_path)
+    seen = {m.name: [] for m in precisions}
+    for m in precisions:
+        m.value_ref.attach(lambda value, name=m.name: seen[name].append((trainer.n_samples, value.tolist())))
+    with pytest.warns(UserWarning, match=r"skips what it cannot chart: .*confusion_matrix.value: it holds Tensor of shape \(3, 3\)"):
+        trainer.run()
+    s.tensor_board.close()
+
+    assert plugin.metric_types == {"precision": ["cv_evaluator", "val_evaluator"], "matrix": ["cv_evaluator", "val_evaluator"]}
+    multiplexer = load(tmp_path)
+    chart = layout_of(multiplexer).category[0].chart[0]
+    assert chart.title == "precision"
+    for engine in engines:
+        curves_of_engine = {
+            tag: [(e.step, e.value) for e in multiplexer.Scalars(engine.name, tag)]
+            for tag in multiplexer.Runs()[engine.name]["scalars"]
+            if re.match(chart.multiline.tag[0], tag)
+        }
+        assert sorted(curves_of_engine) == ["precision/0", "precision/1", "precision/2"]
+        for k in range(3):
+            expected = [(x, per_class[k]) for x, per_class in seen[f"{engine.name}_precision"]]
+            assert_curve(curves_of_engine[f"precision/{k}"], expected)
+        assert not any("matrix" in tag for tag in multiplexer.Runs()[engine.name]["scalars"])
+    assert not any("precision" in name or "matrix" in name for name in hparams.last_metrics)  # numbers only
 
 
 def test_a_clock_continues_from_the_checkpoints_time(s):

@@ -75,3 +75,10 @@ def test_describe_errors(s):
         describe("trainer.n_sample")
     with pytest.raises(TypeError, match="describe\\(\\) takes a ref"):
         describe(3.5)
+
+
+def test_describe_a_state_prints_its_tree(s):
+    """The whole state: the same tree as `state.tree()`, every feature with its values."""
+    text = _text(s)
+    assert text == s.tree() + "\n"
+    assert "trainer (Engine)" in text and "avg (AverageOutput)" in text

@@ -97,8 +97,8 @@ def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
         comparison = layout[0]
         assert comparison["title"] == "engines compared (x: trainer.n_samples)"
         assert [(c["title"], c["multiline"]["tag"]) for c in comparison["chart"]] == [
-            ("accuracy", ["^accuracy$"]),
-            ("loss", ["^loss$"]),
+            ("accuracy", ["^accuracy(/\\d+)?$"]),
+            ("loss", ["^loss(/\\d+)?$"]),
         ]
         assert [c["title"] for c in layout[1:]] == [f"{e} metrics" for e in ("trainer", "cv_evaluator", "val_evaluator")]
 
