@@ -36,7 +36,7 @@ class IgniteMetric(Metric):
         self,
         metric: Any,
         *,
-        engine: Any,
+        engine: Any = None,
         input_ref: Ref | FilteredRef | None = None,
         name: str | None = None,
         mode: str = "epoch",

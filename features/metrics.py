@@ -12,6 +12,8 @@ from typing import Any
 from frame import Feature, FilteredRef, Ref, StateObject, as_ref
 from frame._names import snake_case
 
+from .engine import Engine
+
 __all__ = ["Metric", "Accuracy", "Loss", "AverageOutput", "RunningAverage", "METRIC_PRIORITY"]
 
 #: Metrics publish their value before ordinary callbacks on the same ref run.
@@ -28,6 +30,14 @@ class Metric(Feature):
     epoch and sets `value` when the epoch completes; `"running"` sets
     `value` after every update over the epoch so far; `"batch"` resets and
     sets `value` on every update.
+
+    Args:
+        engine: the engine whose epochs reset the metric; by default the
+            one behind `input_ref` (its owner, or the engine an output
+            handler on the way reads from).
+        input_ref: what the metric reads; by default `engine.output_ref`.
+        name: the feature's name; by default `<engine>_<metric>`.
+        mode: `"epoch"`, `"running"` or `"batch"`.
 
     Example:
         >>> from frame import State
@@ -55,13 +65,20 @@ class Metric(Feature):
     def __init__(
         self,
         *,
-        engine: Any,
+        engine: Any = None,
         input_ref: Ref | FilteredRef | None = None,
         name: str | None = None,
         mode: str = "epoch",
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode of a {type(self).__name__} must be one of {_MODES}, got {mode!r}")
+        if engine is None and input_ref is not None:
+            engine = engine_of(as_ref(input_ref, f"input_ref of a {type(self).__name__}"))
+            if engine is None:
+                raise TypeError(
+                    f"a {type(self).__name__} on {input_ref.path} needs engine=...: its epochs reset the "
+                    "metric, and no engine is behind that ref"
+                )
         if not hasattr(engine, "n_epoch_started_ref"):
             raise TypeError(f"engine of a {type(self).__name__} must be an Engine, got {engine!r}")
         super().__init__(name=name or f"{engine.name}_{self._default_suffix()}")
@@ -124,6 +141,22 @@ class Metric(Feature):
         self.value = self.compute()
 
 
+def engine_of(ref: Ref | FilteredRef) -> Any:
+    """The engine behind `ref`: its owner, or the engine its owner follows (through output handlers)."""
+    owner = ref.owner
+    for _ in range(32):  # a chain of handlers reading each other
+        if isinstance(owner, Engine):
+            return owner
+        engine = getattr(owner, "engine", None)
+        if isinstance(engine, Engine):
+            return engine
+        inner = getattr(owner, "input_ref", None)
+        if not isinstance(inner, (Ref, FilteredRef)):
+            return None
+        owner = inner.owner
+    return None
+
+
 def _pair(value: Any, metric: Metric) -> tuple[Any, Any]:
     try:
         y_pred, y = value
@@ -178,7 +211,7 @@ class Loss(Metric):
         self,
         loss_fn: Callable[[Any, Any], Any],
         *,
-        engine: Any,
+        engine: Any = None,
         input_ref: Ref | FilteredRef | None = None,
         name: str | None = None,
         mode: str = "epoch",
@@ -232,7 +265,7 @@ class RunningAverage(Metric):
     def __init__(
         self,
         *,
-        engine: Any,
+        engine: Any = None,
         alpha: float = 0.98,
         input_ref: Ref | FilteredRef | None = None,
         name: str | None = None,

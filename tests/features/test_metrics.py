@@ -95,6 +95,26 @@ def test_a_metric_can_follow_an_output_handler(s):
     assert accuracy.value == pytest.approx((y_pred.argmax(1) == y).float().mean().item())
 
 
+def test_a_metric_finds_its_engine_behind_its_input_ref(s):
+    """Without engine=, the engine is the input's owner, or the one behind a chain of output handlers."""
+    engine = Engine("e", lambda e, b: {"loss": b}, data=[1.0, 3.0], n_epochs=2)
+    loss = OutputHandler(engine.output_ref, lambda out: out["loss"], name="loss")
+    doubled = OutputHandler(loss.output_ref, lambda value: 2 * value, name="doubled")
+    average = AverageOutput(input_ref=doubled.output_ref)
+    running = RunningAverage(input_ref=loss.output_ref, alpha=0.5)
+    outputs = AverageOutput(input_ref=engine.n_samples_ref(every=2), name="samples")
+    assert average.engine is running.engine is outputs.engine is engine
+    assert average.name == "e_average_output" and running.name == "e_running_average"
+    engine.run()
+    assert average.value == 4.0  # reset at each epoch start: the second epoch's mean of 2, 6
+    assert outputs.value == 4.0  # n_samples passes every=2 at 2 and 4; the second epoch sees only 4
+    from frame import Params
+
+    knob = Params(name="knob", level=1.0)
+    with pytest.raises(TypeError, match=r"a AverageOutput on params.knob.level needs engine=\.\.\.: its epochs reset"):
+        AverageOutput(input_ref=knob.level_ref)
+
+
 def test_metrics_on_an_evaluator_publish_before_the_trainer_callbacks_run(s):
     trainer = Engine("trainer", identity, data=[0], n_epochs=2)
     evaluator = Engine("evaluator", identity, data=classification_batches(), run_on=trainer.n_epoch_completed_ref)
