@@ -90,14 +90,18 @@ class Metric(Feature):
         )
         self.reset()
         if mode == "epoch":
-            engine.n_epoch_started_ref.attach(self.reset, priority=METRIC_PRIORITY)
+            self._reset_ref().attach(self.reset, priority=METRIC_PRIORITY)
             self.input_ref.attach(self.update, priority=METRIC_PRIORITY)
             engine.n_epoch_completed_ref.attach(self.completed, priority=METRIC_PRIORITY)
         elif mode == "running":
-            engine.n_epoch_started_ref.attach(self.reset, priority=METRIC_PRIORITY)
+            self._reset_ref().attach(self.reset, priority=METRIC_PRIORITY)
             self.input_ref.attach(self._update_and_publish, priority=METRIC_PRIORITY)
         else:
             self.input_ref.attach(self._reset_update_publish, priority=METRIC_PRIORITY)
+
+    def _reset_ref(self) -> Ref:
+        """What starts the metric afresh in `"epoch"` and `"running"` modes: its engine's epoch start."""
+        return self.engine.n_epoch_started_ref
 
     def _default_suffix(self) -> str:
         return snake_case(type(self).__name__)
@@ -259,7 +263,9 @@ class AverageOutput(Metric):
 class RunningAverage(Metric):
     """An exponential moving average of the input: `avg = alpha * avg + (1 - alpha) * value`.
 
-    Publishes after every update (mode `"running"`) and starts afresh each epoch.
+    Publishes after every update (mode `"running"`) and starts afresh each
+    epoch, or with `reset_on="run"` each run of its engine, carrying over the
+    epochs as ignite's `RunningAverage` does by default.
     """
 
     def __init__(
@@ -270,11 +276,18 @@ class RunningAverage(Metric):
         input_ref: Ref | FilteredRef | None = None,
         name: str | None = None,
         mode: str = "running",
+        reset_on: str = "epoch",
     ) -> None:
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha of a RunningAverage must be in (0, 1), got {alpha!r}")
+        if reset_on not in ("epoch", "run"):
+            raise ValueError(f"reset_on of a RunningAverage must be 'epoch' or 'run', got {reset_on!r}")
         self.alpha = alpha
+        self.reset_on = reset_on
         super().__init__(engine=engine, input_ref=input_ref, name=name, mode=mode)
+
+    def _reset_ref(self) -> Ref:
+        return self.engine.n_run_started_ref if self.reset_on == "run" else self.engine.n_epoch_started_ref
 
     accumulators = ("average",)
 

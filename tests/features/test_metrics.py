@@ -83,6 +83,35 @@ def test_running_average_is_an_exponential_moving_average(s):
     assert ema.value == pytest.approx(0.5 * (0.5 * 1.0 + 0.5 * 2.0) + 0.5 * 3.0)
 
 
+def test_running_average_over_a_run_matches_ignites_default(s):
+    """reset_on="run" carries the average over the epochs of a run, value for value as ignite's does."""
+    import ignite.engine
+    import ignite.metrics
+
+    data, n_epochs = [4.0, 2.0, 3.0], 3
+    ignite_engine = ignite.engine.Engine(lambda engine, batch: batch)
+    ignite.metrics.RunningAverage(output_transform=lambda x: x, alpha=0.5).attach(ignite_engine, "ema")
+    expected = []
+    ignite_engine.add_event_handler(
+        ignite.engine.Events.ITERATION_COMPLETED, lambda engine: expected.append(engine.state.metrics["ema"])
+    )
+    ignite_engine.run(data, max_epochs=n_epochs)
+
+    engine = Engine("e", identity, data=data, n_epochs=n_epochs)
+    per_run = RunningAverage(engine=engine, alpha=0.5, reset_on="run", name="per_run")
+    per_epoch = RunningAverage(engine=engine, alpha=0.5, name="per_epoch")
+    seen = {"per_run": [], "per_epoch": []}
+    for metric in (per_run, per_epoch):
+        metric.value_ref.attach(seen[metric.name].append)
+    engine.run()
+    assert seen["per_run"] == pytest.approx(expected)
+    assert seen["per_epoch"] == pytest.approx([4.0, 3.0, 3.0] * n_epochs)
+    engine.run()  # a new run starts afresh
+    assert seen["per_run"][n_epochs * 3 :] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="reset_on of a RunningAverage must be 'epoch' or 'run', got 'iteration'"):
+        RunningAverage(engine=engine, reset_on="iteration")
+
+
 def test_a_metric_can_follow_an_output_handler(s):
     """input_ref accepts any ref: here the pair an output handler derives from the raw output."""
     batches = classification_batches()
