@@ -63,5 +63,6 @@ def test_doc_code_blocks_run(path, tmp_path, monkeypatch):
             try:
                 exec(compiled, namespace)
             except Exception as error:
-                error.add_note(f"in the python block at {path.name}:{line}")
+                if hasattr(error, "add_note"):  # Python 3.11+
+                    error.add_note(f"in the python block at {path.name}:{line}")
                 raise
