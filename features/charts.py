@@ -20,8 +20,9 @@ class ScalarChart(Feature):
     `Precision(average=False)`) is one curve per element, tagged
     `<tag>/0`, `<tag>/1`, ...
 
-    The point goes to the run directory of `y`'s engine (a metric's engine,
-    or the engine itself), so the same tag from several engines overlays in
+    The point goes to the run directory of `y`'s engine (the engine itself,
+    a metric's engine, or the engine behind a chain of output handlers), so
+    the same tag from several engines overlays in
     TensorBoard. Tensors are read as Python floats when written, never
     before. The writer is looked up at the first write, so the chart may be
     created before the `TensorBoard` feature.

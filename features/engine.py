@@ -13,7 +13,7 @@ from typing import Any
 from frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, wiring
 from frame.errors import FrameError
 
-__all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError", "ORDER_GENERATOR_FINDERS"]
+__all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError", "ORDER_GENERATOR_FINDERS", "engine_behind"]
 
 #: Engines following a ref run before ordinary callbacks on it, so a chart or a
 #: checkpoint on the same ref reads the metrics they produced.
@@ -397,6 +397,25 @@ def _size_rule(batch: Any) -> int | Callable[[Any], int]:
             return inner
         return lambda b: inner(next(iter(b.values())))
     return 1
+
+
+def engine_behind(feature: Any) -> Engine | None:
+    """The engine a feature works for: itself, its `engine`, or the one behind its `input_ref`.
+
+    Follows chains of output handlers, so a metric of a handler of an
+    engine's output belongs to that engine; None when there is no engine.
+    """
+    for _ in range(32):  # a chain of handlers reading each other
+        if isinstance(feature, Engine):
+            return feature
+        engine = getattr(feature, "engine", None)
+        if isinstance(engine, Engine):
+            return engine
+        inner = getattr(feature, "input_ref", None)
+        if not isinstance(inner, (Ref, FilteredRef)):
+            return None
+        feature = inner.owner
+    return None
 
 
 def _add_note(error: BaseException, note: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from frame import Feature, FilteredRef, Ref, StateObject, as_ref
 from frame._names import snake_case
 
-from .engine import Engine
+from .engine import engine_behind
 
 __all__ = ["Metric", "Accuracy", "Loss", "AverageOutput", "RunningAverage", "METRIC_PRIORITY"]
 
@@ -73,7 +73,7 @@ class Metric(Feature):
         if mode not in _MODES:
             raise ValueError(f"mode of a {type(self).__name__} must be one of {_MODES}, got {mode!r}")
         if engine is None and input_ref is not None:
-            engine = engine_of(as_ref(input_ref, f"input_ref of a {type(self).__name__}"))
+            engine = engine_behind(as_ref(input_ref, f"input_ref of a {type(self).__name__}").owner)
             if engine is None:
                 raise TypeError(
                     f"a {type(self).__name__} on {input_ref.path} needs engine=...: its epochs reset the "
@@ -143,22 +143,6 @@ class Metric(Feature):
         self.reset()
         self.update(value)
         self.value = self.compute()
-
-
-def engine_of(ref: Ref | FilteredRef) -> Any:
-    """The engine behind `ref`: its owner, or the engine its owner follows (through output handlers)."""
-    owner = ref.owner
-    for _ in range(32):  # a chain of handlers reading each other
-        if isinstance(owner, Engine):
-            return owner
-        engine = getattr(owner, "engine", None)
-        if isinstance(engine, Engine):
-            return engine
-        inner = getattr(owner, "input_ref", None)
-        if not isinstance(inner, (Ref, FilteredRef)):
-            return None
-        owner = inner.owner
-    return None
 
 
 def _pair(value: Any, metric: Metric) -> tuple[Any, Any]:

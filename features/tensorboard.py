@@ -18,6 +18,8 @@ from typing import Any
 
 from frame import Counter, Feature, StateObject
 
+from .engine import engine_behind
+
 __all__ = ["TensorBoard", "ROOT_RUN", "find_writer", "run_of", "scalar_value", "scalar_values", "step_value"]
 
 #: The run of the log directory itself: it holds what belongs to no engine
@@ -213,13 +215,9 @@ def find_writer(state: Any, writer: TensorBoard | str | None, who: str) -> Tenso
 
 
 def run_of(owner: Any) -> str:
-    """The run directory of a feature's curves: its engine's name, else its own name."""
-    if getattr(owner, "category", None) == "engines":
-        return owner.name
-    engine = getattr(owner, "engine", None)
-    if getattr(engine, "category", None) == "engines":
-        return engine.name
-    return owner.name
+    """The run directory of a feature's curves: the name of the engine it works for, else its own name."""
+    engine = engine_behind(owner)
+    return owner.name if engine is None else engine.name
 
 
 def scalar_value(value: Any, path: str) -> float:

@@ -62,6 +62,21 @@ def test_filtered_y_ref_writes_only_when_the_filter_passes(s, tmp_path):
     assert points(tmp_path / "trainer", "every2") == [(2, 2.0), (4, 4.0)]
 
 
+def test_a_chart_of_an_output_handler_goes_to_its_engines_run(s, tmp_path):
+    """Curves of a handler of an engine's output overlay with that engine's other curves."""
+    from features import OutputHandler
+
+    trainer = Engine("trainer", lambda engine, batch: {"loss": batch}, data=[3.0, 1.0])
+    loss = OutputHandler(trainer.output_ref, lambda out: out["loss"], name="loss")
+    halved = OutputHandler(loss.output_ref, lambda value: value / 2, name="halved")
+    chart = ScalarChart(halved.output_ref, trainer.n_iteration_started_ref, tag="halved_loss")
+    TensorBoard(tmp_path)
+    trainer.run()
+    s.tensor_board.close()
+    assert chart.run == "trainer"
+    assert points(tmp_path / "trainer", "halved_loss") == [(1, 1.5), (2, 0.5)]
+
+
 def test_a_chart_of_a_feature_without_engine_goes_to_the_features_run(s, tmp_path):
     from frame import Params
 
