@@ -12,6 +12,7 @@ import atexit
 import math
 import operator
 import os
+import time
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -102,6 +103,7 @@ class TensorBoard(Feature):
             from torch.utils.tensorboard import SummaryWriter
 
             path = self.log_dir if run == ROOT_RUN else os.path.join(self.log_dir, run)
+            _wait_for_a_later_file_name(path)
             writer = SummaryWriter(
                 path, max_queue=self.max_queue, flush_secs=self.flush_secs, purge_step=self.purge_step
             )
@@ -212,6 +214,25 @@ def find_writer(state: Any, writer: TensorBoard | str | None, who: str) -> Tenso
     raise RuntimeError(
         f"{who} cannot choose between the writers {[w.name for w in tensorboards]}; pass writer=..."
     )
+
+
+def _wait_for_a_later_file_name(path: str) -> None:
+    """Make sure a new event file in `path` sorts after the ones already there.
+
+    TensorBoard reads a run's event files in name order, and a name is
+    `events.out.tfevents.<second>.<host>.<pid>.<counter>`: two files opened
+    in the same second sort by host, pid and counter as text, so file 10 of
+    a process is read before its file 9 (a resume in the same process, in
+    a notebook or a test), and a purge would hit the wrong events. In that
+    one case, wait for the next second.
+    """
+    now = int(time.time())
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    if any(name.startswith(f"events.out.tfevents.{now:010d}.") for name in names):
+        time.sleep(max(0.0, now + 1 - time.time()))
 
 
 def run_of(owner: Any) -> str:

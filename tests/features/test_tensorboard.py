@@ -93,6 +93,10 @@ def test_close_then_write_again_opens_a_new_event_file(s, tmp_path):
     writer.close()
     assert len(os.listdir(tmp_path / "trainer")) == 2
     assert points(tmp_path / "trainer", "x") == [(1, 1.0), (2, 2.0)]
+    # TensorBoard reads a run's files in name order: the second file sorts last,
+    # even where the file counter would not (file 10 of a process sorts before 9).
+    first, second = sorted(os.listdir(tmp_path / "trainer"))
+    assert int(first.split(".")[3]) < int(second.split(".")[3])
 
 
 def test_closed_at_interpreter_exit(tmp_path):
