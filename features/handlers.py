@@ -200,7 +200,9 @@ class LRScheduler(Feature):
         trigger: when to step, e.g. `trainer.n_iteration_completed_ref` or
             `trainer.n_epoch_completed_ref` for torch schedulers, and
             `trainer.n_iteration_started_ref` for ignite's (they set the
-            value the coming iteration uses).
+            value the coming iteration uses). A `ReduceLROnPlateau` steps
+            with the value of its trigger: give it the metric to watch,
+            e.g. `state.val_evaluator_loss.value_ref`.
         name: the feature's name (default `lr_scheduler`).
 
     Example:
@@ -224,9 +226,11 @@ class LRScheduler(Feature):
     def __init__(self, scheduler: Any, *, trigger: Ref | FilteredRef, name: str | None = None) -> None:
         trigger = as_ref(trigger, "trigger of LRScheduler")
         if isinstance(scheduler, ParamScheduler):
-            self._step = lambda: scheduler(None)
+            self._step = lambda value: scheduler(None)
+        elif isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self._step = lambda value: scheduler.step(_plateau_metric(value, trigger))
         elif isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
-            self._step = scheduler.step
+            self._step = lambda value: scheduler.step()
         else:
             raise TypeError(
                 "scheduler of LRScheduler must be a torch.optim.lr_scheduler.LRScheduler or an "
@@ -238,7 +242,7 @@ class LRScheduler(Feature):
         self.trigger = trigger
         self.optimizer = scheduler.optimizer
         self.__dict__["lr"] = self._current_lr()
-        trigger.attach(self.step)
+        trigger.attach(self._triggered)
 
     def _current_lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -250,9 +254,12 @@ class LRScheduler(Feature):
                 return feature
         return None
 
-    def step(self) -> None:
-        """Step the scheduler, then publish the new lr."""
-        self._step()
+    def _triggered(self, value: Any) -> None:
+        self.step(value)
+
+    def step(self, value: Any = None) -> None:
+        """Step the scheduler (a plateau scheduler with `value`, the trigger's), then publish the new lr."""
+        self._step(value)
         lr = self._current_lr()
         component = self._component()
         if component is not None:
@@ -270,6 +277,17 @@ class LRScheduler(Feature):
         if "scheduler" in state_dict:
             self.scheduler.load_state_dict(state_dict["scheduler"])
         self.__dict__["lr"] = self._current_lr()
+
+
+def _plateau_metric(value: Any, trigger: Ref | FilteredRef) -> float:
+    """The number a `ReduceLROnPlateau` watches: the trigger's value."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"a ReduceLROnPlateau steps with the value of its trigger, {trigger.path}, which holds "
+            f"{value!r}; trigger it with the metric to watch, e.g. state.val_evaluator_loss.value_ref"
+        ) from None
 
 
 class Timer(Feature):

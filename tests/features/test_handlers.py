@@ -151,6 +151,37 @@ def test_lr_scheduler_with_a_torch_scheduler_keeps_the_optimizer_component_in_st
     assert s.sgd.lr == optimizer.param_groups[0]["lr"] == scheduler.lr
 
 
+def test_reduce_lr_on_plateau_steps_with_the_metric_that_triggers_it(s, digits):
+    """ReduceLROnPlateau watches the validation loss: the same lrs as torch's scheduler fed those losses by hand."""
+    trainer, _ = _pipeline(digits, lr=1e-9, n_epochs=6)  # a learning rate this small never improves the loss
+    optimizer = trainer.optimizer.optimizer
+    loss_ref = s.val_evaluator_loss.value_ref
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=1, eps=0)
+    scheduler = LRScheduler(plateau, trigger=loss_ref)
+    losses, lrs = [], []
+    loss_ref.attach(losses.append)
+    scheduler.lr_ref.attach(lrs.append)
+    trainer.run()
+
+    by_hand = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1e-9)
+    reference = torch.optim.lr_scheduler.ReduceLROnPlateau(by_hand, mode="min", factor=0.5, patience=1, eps=0)
+    expected = []
+    for loss in losses:
+        reference.step(loss)
+        expected.append(by_hand.param_groups[0]["lr"])
+    assert len(lrs) == 6 and lrs == pytest.approx(expected, rel=1e-12)
+    assert lrs[-1] == pytest.approx(2.5e-10) and s.sgd.lr == lrs[-1]
+
+
+def test_reduce_lr_on_plateau_needs_a_number_from_its_trigger(s):
+    sgd = Optimizer(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1))
+    engine = Engine("trainer", lambda e, b: "text", data=range(2))
+    LRScheduler(torch.optim.lr_scheduler.ReduceLROnPlateau(sgd.optimizer), trigger=engine.output_ref)
+    with pytest.raises(TypeError, match=r"a ReduceLROnPlateau steps with the value of its trigger, "
+                                        r"engines\.trainer\.output, which holds 'text'"):
+        engine.run()
+
+
 def test_lr_scheduler_with_an_ignite_param_scheduler(s):
     module = torch.nn.Linear(2, 1)
     sgd = Optimizer(torch.optim.SGD(module.parameters(), lr=0.0))
