@@ -29,6 +29,11 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _value_ref(item: Any) -> Any:
+    """A metric feature stands for its `value_ref`; anything else is taken as given."""
+    return item.value_ref if isinstance(item, Feature) and hasattr(item, "value_ref") else item
+
+
 class ProgressBar(Feature):
     """One tqdm bar per epoch of `engine`, with the values of `metrics` as postfix.
 
@@ -38,9 +43,9 @@ class ProgressBar(Feature):
 
     Args:
         engine: the engine to follow.
-        metrics: what to show: metric features (their `value`), refs, or a
-            mapping label -> ref. An engine's output is shown with
-            `engine.output_ref`.
+        metrics: what to show: metric features (their `value`) and refs, or
+            a mapping label -> metric or ref. An engine's output is shown
+            with `engine.output_ref`.
         every: refresh every N iterations.
         force: show the bar even when the output is not a terminal.
         file: where to write (default `sys.stderr`).
@@ -95,11 +100,13 @@ class ProgressBar(Feature):
     @staticmethod
     def _labels(metrics: Any) -> dict[str, Ref | FilteredRef]:
         if isinstance(metrics, dict):
-            return {str(label): as_ref(ref, f"metrics[{label!r}] of ProgressBar") for label, ref in metrics.items()}
+            return {
+                str(label): as_ref(_value_ref(item), f"metrics[{label!r}] of ProgressBar")
+                for label, item in metrics.items()
+            }
         shown: dict[str, Ref | FilteredRef] = {}
         for item in metrics:
-            ref = item.value_ref if isinstance(item, Feature) and hasattr(item, "value_ref") else item
-            ref = as_ref(ref, "each of metrics of ProgressBar")
+            ref = as_ref(_value_ref(item), "each of metrics of ProgressBar")
             label = ref.owner.name if ref.name == "value" else ref.name
             shown[label] = ref
         return shown
