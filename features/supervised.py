@@ -8,6 +8,7 @@ object) and create the requested metrics as peers.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -37,6 +38,49 @@ def prepare_batch(batch: Any, device: Any = None, non_blocking: bool = False) ->
     return x, y
 
 
+_AMP_MODES = (None, "amp")
+
+
+def _amp_context(amp_mode: str | None, who: str) -> Callable[[Any, torch.nn.Module], Any]:
+    """What a step runs its forward pass in: `torch.autocast` for amp_mode="amp", else nothing."""
+    if amp_mode not in _AMP_MODES:
+        hint = "; apex is not supported, torch's own autocast is" if amp_mode == "apex" else ""
+        raise ValueError(f"amp_mode of {who} must be None or 'amp', got {amp_mode!r}{hint}")
+    if amp_mode is None:
+        return lambda device, module: contextlib.nullcontext()
+    return lambda device, module: torch.autocast(_device_type(device, module))
+
+
+def _device_type(device: Any, module: torch.nn.Module) -> str:
+    """'cuda', 'cpu', ...: of `device` if given, else of the model's parameters."""
+    if device is not None:
+        return torch.device(device).type
+    for parameter in module.parameters():
+        return parameter.device.type
+    return "cpu"
+
+
+def _setup(
+    engine: Engine,
+    model: torch.nn.Module,
+    device: Any,
+    non_blocking: bool,
+    prepare_batch: Callable[..., tuple[Any, Any]],
+    output_transform: Any,
+    amp_mode: str | None,
+) -> None:
+    """What a supervised trainer and evaluator share: the model component, the device, the step's helpers."""
+    engine._autocast = _amp_context(amp_mode, f"engine {engine.name!r}")
+    engine.amp_mode = amp_mode
+    engine.model = Model.of(model)
+    if device is not None:
+        model.to(device)
+    engine.device = device
+    engine.non_blocking = non_blocking
+    engine.prepare_batch = prepare_batch
+    engine.output_transform = output_transform
+
+
 class SupervisedTrainer(Engine):
     """An engine training `model` with `optimizer` on `loss_fn(model(x), y)`.
 
@@ -58,6 +102,11 @@ class SupervisedTrainer(Engine):
         output_transform: `fn(x, y, y_pred, loss) -> output`.
         gradient_accumulation_steps: step the optimizer every N iterations,
             with the loss scaled by 1/N.
+        amp_mode: `"amp"` runs the forward pass and the loss under
+            `torch.autocast` for the model's device (float16 on CUDA,
+            bfloat16 on CPU), as ignite's `amp_mode="amp"`.
+        scaler: `True` for a `torch.amp.GradScaler` (float16 gradients
+            need one), or your own scaler; its state is in the state dict.
 
     Example:
         >>> import torch
@@ -90,6 +139,8 @@ class SupervisedTrainer(Engine):
         prepare_batch: Callable[..., tuple[Any, Any]] = prepare_batch,
         output_transform: Callable[[Any, Any, Any, torch.Tensor], Any] | None = None,
         gradient_accumulation_steps: int = 1,
+        amp_mode: str | None = None,
+        scaler: bool | torch.amp.GradScaler = False,
     ) -> None:
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(y_pred, y), got {loss_fn!r}")
@@ -98,17 +149,16 @@ class SupervisedTrainer(Engine):
             raise ValueError(
                 f"gradient_accumulation_steps must be a positive int, got {gradient_accumulation_steps!r}"
             )
+        if not isinstance(scaler, (bool, torch.amp.GradScaler)):
+            raise TypeError(f"scaler of trainer {name!r} must be a bool or a torch.amp.GradScaler, got {scaler!r}")
         super().__init__(name, SupervisedTrainer._step, data, n_epochs=n_epochs, epoch_length=epoch_length)
-        self.model = Model.of(model)
+        _setup(self, model, device, non_blocking, prepare_batch, output_transform, amp_mode)
         self.optimizer = Optimizer.of(optimizer)
-        if device is not None:
-            model.to(device)
         self.loss_fn = loss_fn
-        self.device = device
-        self.non_blocking = non_blocking
-        self.prepare_batch = prepare_batch
-        self.output_transform = output_transform
         self.gradient_accumulation_steps = gradient_accumulation_steps
+        if scaler is True:
+            scaler = torch.amp.GradScaler(_device_type(device, model))
+        self.scaler: torch.amp.GradScaler | None = scaler or None
 
     def run(self, *args: Any, **kwargs: Any) -> Engine:
         self.model.module.train()  # once per run; evaluators restore the mode they found
@@ -122,14 +172,35 @@ class SupervisedTrainer(Engine):
         if (iteration - 1) % steps == 0:
             optimizer.zero_grad()
         x, y = self.prepare_batch(batch, self.device, self.non_blocking)
-        y_pred = module(x)
-        loss = self.loss_fn(y_pred, y)
-        (loss / steps if steps > 1 else loss).backward()
-        if iteration % steps == 0:
-            optimizer.step()
+        with self._autocast(self.device, module):
+            y_pred = module(x)
+            loss = self.loss_fn(y_pred, y)
+        scaled = loss / steps if steps > 1 else loss
+        scaler = self.scaler
+        if scaler is None:
+            scaled.backward()
+            if iteration % steps == 0:
+                optimizer.step()
+        else:
+            scaler.scale(scaled).backward()
+            if iteration % steps == 0:
+                scaler.step(optimizer)
+                scaler.update()
         if self.output_transform is not None:
             return self.output_transform(x, y, y_pred, loss)
         return loss.detach()
+
+
+    def state_dict(self) -> dict[str, Any]:
+        state_dict = super().state_dict()
+        if self.scaler is not None:
+            state_dict["scaler"] = self.scaler.state_dict()
+        return state_dict
+
+    def _load(self, state_dict: dict[str, Any]) -> None:
+        super()._load(state_dict)
+        if self.scaler is not None and "scaler" in state_dict:
+            self.scaler.load_state_dict(state_dict["scaler"])
 
 
 class SupervisedEvaluator(Engine):
@@ -148,7 +219,7 @@ class SupervisedEvaluator(Engine):
             `loss_fn`), ignite metric instances (wrapped in `IgniteMetric`),
             or callables `fn(engine) -> Metric`.
         loss_fn: the loss for the `"loss"` metric.
-        device, non_blocking, prepare_batch: as for the trainer.
+        device, non_blocking, prepare_batch, amp_mode: as for the trainer.
         output_transform: `fn(x, y, y_pred) -> output` instead of `(y_pred, y)`.
 
     Example:
@@ -178,6 +249,7 @@ class SupervisedEvaluator(Engine):
         non_blocking: bool = False,
         prepare_batch: Callable[..., tuple[Any, Any]] = prepare_batch,
         output_transform: Callable[[Any, Any, Any], Any] | None = None,
+        amp_mode: str | None = None,
     ) -> None:
         if isinstance(metrics, (str, Metric)):
             metrics = [metrics]
@@ -186,14 +258,8 @@ class SupervisedEvaluator(Engine):
                 f"metric 'loss' of evaluator {name!r} needs loss_fn=..., e.g. torch.nn.functional.cross_entropy"
             )
         super().__init__(name, SupervisedEvaluator._step, data, run_on=run_on)
-        self.model = Model.of(model)
-        if device is not None:
-            model.to(device)
+        _setup(self, model, device, non_blocking, prepare_batch, output_transform, amp_mode)
         self.loss_fn = loss_fn
-        self.device = device
-        self.non_blocking = non_blocking
-        self.prepare_batch = prepare_batch
-        self.output_transform = output_transform
         self.metrics = [self._metric(spec) for spec in metrics]
 
     def _metric(self, spec: Any) -> Metric:
@@ -238,7 +304,9 @@ class SupervisedEvaluator(Engine):
 
     def _step(self, batch: Any) -> Any:
         x, y = self.prepare_batch(batch, self.device, self.non_blocking)
-        y_pred = self.model.module(x)
+        module = self.model.module
+        with self._autocast(self.device, module):
+            y_pred = module(x)
         if self.output_transform is not None:
             return self.output_transform(x, y, y_pred)
         return y_pred, y

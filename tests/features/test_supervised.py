@@ -126,6 +126,61 @@ def test_trainer_output_transform_and_gradient_accumulation(s, digits):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
+def test_mixed_precision_steps_exactly_as_a_hand_written_autocast_loop(s, digits):
+    """amp_mode="amp" with a GradScaler: the losses, weights and scaler state of torch's own recipe."""
+    x, y, xv, yv = digits
+    data = [(x[i:i + 50], y[i:i + 50]) for i in range(0, 300, 50)]
+    loss_fn = torch.nn.functional.cross_entropy
+    model = mlp()
+    trainer = SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loss_fn, data,
+                                n_epochs=2, amp_mode="amp", scaler=True)
+    evaluator = SupervisedEvaluator(model, [(xv, yv)], name="val_evaluator", amp_mode="amp",
+                                    run_on=trainer.n_epoch_completed_ref, metrics=["accuracy"])
+    losses = []
+    trainer.output_ref.attach(losses.append)
+    trainer.run()
+
+    by_hand = mlp()
+    optimizer = torch.optim.SGD(by_hand.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu")
+    expected = []
+    for _ in range(2):
+        for xb, yb in data:
+            optimizer.zero_grad()
+            with torch.autocast("cpu"):
+                loss = loss_fn(by_hand(xb), yb)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            expected.append(loss.detach())
+    assert losses[0].dtype == torch.float32 and evaluator.output[0].dtype == torch.bfloat16  # autocast ran
+    torch.testing.assert_close(torch.stack(losses), torch.stack(expected), rtol=0, atol=0)
+    for p, q in zip(model.parameters(), by_hand.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert s.state_dict()["engines"]["trainer"]["scaler"] == scaler.state_dict()
+    assert losses[-1] < losses[0] and s.val_evaluator_accuracy.value is not None
+
+
+def test_the_scaler_is_restored_with_the_state(s):
+    model = torch.nn.Linear(2, 2)
+    trainer = SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.functional.mse_loss,
+                                [(torch.randn(4, 2), torch.randn(4, 2))], amp_mode="amp", scaler=True)
+    saved = s.state_dict()
+    saved["engines"]["trainer"]["scaler"]["scale"] = 1024.0
+    s.load_state_dict(saved)
+    assert trainer.scaler.get_scale() == 1024.0
+
+
+def test_amp_arguments_are_checked(s):
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match=r"amp_mode of engine 'trainer' must be None or 'amp', got 'apex'; apex is not"):
+        SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.functional.mse_loss, [],
+                          amp_mode="apex")
+    with pytest.raises(TypeError, match=r"scaler of trainer 'trainer' must be a bool or a torch.amp.GradScaler, got 2"):
+        SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.functional.mse_loss, [],
+                          scaler=2)
+
+
 def test_evaluator_metric_specs(s, digits):
     from ignite.metrics import Precision
 
