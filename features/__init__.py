@@ -26,6 +26,7 @@ _EXPORTS = {
     "SupervisedEvaluator": "supervised",
     "TensorBoard": "tensorboard",
     "ScalarChart": "charts",
+    "ModelCharts": "charts",
     "Checkpoint": "checkpoint",
     "EarlyStopping": "handlers",
     "TerminateOnNan": "handlers",

@@ -10,10 +10,30 @@ from frame import Counter, Feature, FilteredRef, Ref, as_ref
 from .clock import Clock
 from .tensorboard import TensorBoard, find_writer, run_of, scalar_values, step_value
 
-__all__ = ["ScalarChart"]
+__all__ = ["ScalarChart", "ModelCharts"]
 
 
-class ScalarChart(Feature):
+class _Chart(Feature):
+    """What every chart shares: its category, and a writer found at the first write."""
+
+    category = "charts"
+
+    _writer_choice: TensorBoard | str | None
+    _writer: TensorBoard | None
+
+    def _choose_writer(self, writer: TensorBoard | str | None) -> None:
+        self._writer_choice = writer
+        self._writer = writer if isinstance(writer, TensorBoard) else None
+
+    @property
+    def writer(self) -> TensorBoard:
+        """The writer this chart writes to (looked up on first use)."""
+        if self._writer is None:
+            self._writer = find_writer(self.state, self._writer_choice, f"chart {self.name!r}")
+        return self._writer
+
+
+class ScalarChart(_Chart):
     """Writes `y` against the current value of `x` every time `y` fires.
 
     A number is one curve; a 1-D value (a per-class metric such as
@@ -67,8 +87,6 @@ class ScalarChart(Feature):
         trainer_average_output_value_chart trainer metrics/trainer_average_output/value 2
     """
 
-    category = "charts"
-
     n_written = Counter(doc="points written")
 
     def __init__(
@@ -96,20 +114,12 @@ class ScalarChart(Feature):
         self._refresh_x = x.owner.refresh if isinstance(x.owner, Clock) else None
         self.tag = tag or y.path.replace(".", "/")
         self.run = run or run_of_ref(y)
-        self._writer_choice = writer
-        self._writer: TensorBoard | None = writer if isinstance(writer, TensorBoard) else None
+        self._choose_writer(writer)
         self.strict = strict
         #: why the values of `y` were skipped (strict=False), or None
         self.skipped: str | None = None
         self._check_unique_curve()
         y.attach(self.write, owner=self)
-
-    @property
-    def writer(self) -> TensorBoard:
-        """The writer this chart writes to (looked up on first use)."""
-        if self._writer is None:
-            self._writer = find_writer(self.state, self._writer_choice, f"chart {self.name!r}")
-        return self._writer
 
     def write(self, value: Any) -> None:
         """Write `value` at the current value of `x` (what happens when `y` fires)."""
@@ -142,6 +152,112 @@ class ScalarChart(Feature):
                     f"({other.y_ref.path} against {other.x_ref.path}); pass tag=... to plot "
                     f"{self.y_ref.path} against {self.x_ref.path} as another curve"
                 )
+
+
+class ModelCharts(_Chart):
+    """Histograms and norms of a model's weights and gradients, each time `trigger` fires.
+
+    ignite's `WeightsHistHandler`, `GradsHistHandler`, `WeightsScalarHandler`
+    and `GradsScalarHandler` in one feature: for every parameter `<p>`
+    (`0.weight`, `fc.bias`, ...) it writes the histograms `weights/<p>` and
+    `grads/<p>` and the scalars `weights_norm/<p>` and `grads_norm/<p>`
+    (L2 norms), at the current value of `x_ref`. Gradients are read as the
+    last backward pass left them, so trigger on an iteration's or an
+    epoch's completion; a parameter without a gradient is skipped.
+
+    Args:
+        model: a `torch.nn.Module` or its `Model` component.
+        trigger: when to write, e.g. `trainer.n_epoch_completed_ref` or
+            `trainer.n_iteration_completed_ref(every=100)`.
+        x_ref: the step; by default the trigger itself (a counter).
+        histograms: write the histograms (the heavier part on disk).
+        norms: write the norms.
+        grads: include the gradients, not only the weights.
+        writer: a `TensorBoard` feature or its name; by default the only one.
+        run: the run directory; by default the trigger's engine.
+        name: the feature's name (default `<model>_charts`).
+
+    Example:
+        >>> import tempfile, torch
+        >>> from frame import State
+        >>> from features import ModelCharts, SupervisedTrainer, TensorBoard
+        >>> with State() as s, tempfile.TemporaryDirectory() as log_dir:
+        ...     model = torch.nn.Linear(3, 2)
+        ...     data = [(torch.randn(4, 3), torch.randn(4, 2))] * 3
+        ...     trainer = SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
+        ...                                 torch.nn.functional.mse_loss, data, n_epochs=2)
+        ...     charts = ModelCharts(model, trigger=trainer.n_epoch_completed_ref)
+        ...     writer = TensorBoard(log_dir)
+        ...     _ = trainer.run()
+        ...     writer.close()
+        ...     print(charts.name, charts.run, charts.n_written, charts.tags[:2])
+        linear_charts trainer 2 ['weights/weight', 'weights/bias']
+    """
+
+    n_written = Counter(doc="times the model was charted")
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        trigger: Ref | FilteredRef,
+        x_ref: Ref | FilteredRef | None = None,
+        histograms: bool = True,
+        norms: bool = True,
+        grads: bool = True,
+        writer: TensorBoard | str | None = None,
+        run: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        from .components import Model
+
+        module = model.module if isinstance(model, Model) else model
+        if not callable(getattr(module, "named_parameters", None)):
+            raise TypeError(f"model of ModelCharts must be a torch.nn.Module or a Model component, got {model!r}")
+        trigger = as_ref(trigger, "trigger of ModelCharts")
+        x = as_ref(trigger if x_ref is None else x_ref, "x_ref of ModelCharts").ref
+        if not (histograms or norms):
+            raise ValueError("ModelCharts with histograms=False and norms=False would write nothing")
+        component = Model.of(module)
+        super().__init__(name=name or f"{component.name}_charts")
+        self.module = module
+        self.x_ref = x
+        self.histograms, self.norms, self.grads = histograms, norms, grads
+        self.run = run or run_of_ref(trigger)
+        self._choose_writer(writer)
+        trigger.attach(self.write, owner=self)
+
+    @property
+    def tags(self) -> list[str]:
+        """Every tag this chart writes, for the parameters the model has now."""
+        kinds = ["weights", "grads"] if self.grads else ["weights"]
+        names = [name for name, _ in self.module.named_parameters()]
+        tags = []
+        for kind in kinds:
+            if self.histograms:
+                tags += [f"{kind}/{name}" for name in names]
+            if self.norms:
+                tags += [f"{kind}_norm/{name}" for name in names]
+        return tags
+
+    def write(self) -> None:
+        """Write the histograms and norms of every parameter now."""
+        import torch
+
+        step = step_value(self.x_ref.value, self.x_ref.path)
+        writer, run = self.writer, self.run
+        with torch.no_grad():
+            for name, parameter in self.module.named_parameters():
+                tensors = [("weights", parameter)]
+                if self.grads and parameter.grad is not None:
+                    tensors.append(("grads", parameter.grad))
+                for kind, tensor in tensors:
+                    values = tensor.detach().float().cpu()
+                    if self.histograms:
+                        writer.add_histogram(run, f"{kind}/{name}", values, step)
+                    if self.norms:
+                        writer.add_scalar(run, f"{kind}_norm/{name}", torch.linalg.vector_norm(values).item(), step)
+        self.n_written += 1
 
 
 def _feature_name(owner: Any) -> str:

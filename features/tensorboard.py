@@ -119,6 +119,10 @@ class TensorBoard(Feature):
         """Write one point of curve `tag` in run `run`."""
         self.writer(run).add_scalar(tag, value, step)
 
+    def add_histogram(self, run: str, tag: str, values: Any, step: int) -> None:
+        """Write the distribution of `values` (a tensor) as histogram `tag` in run `run`."""
+        self.writer(run).add_histogram(tag, values, step)
+
     def set_layout(self, owner: str, categories: Iterable[Any]) -> None:
         """Set the custom-scalars categories of `owner` and rewrite the whole layout.
 

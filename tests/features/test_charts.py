@@ -190,3 +190,57 @@ def test_a_feature_instead_of_a_ref_gets_a_hint(s):
         ScalarChart(trainer.output_ref, trainer)
     with pytest.raises(TypeError, match=r"tag of ScalarChart must be a non-empty str, got ''"):
         ScalarChart(trainer.output_ref, trainer.n_samples_ref, tag="")
+
+
+# -- ModelCharts -------------------------------------------------------------------
+
+
+def test_model_charts_write_weight_and_gradient_histograms_and_norms(s, tmp_path):
+    """Each epoch: a histogram and an L2 norm of every weight and gradient, as the model had them then."""
+    from sklearn.datasets import load_digits
+
+    from features import ModelCharts, SupervisedTrainer
+
+    digits = load_digits()
+    x = torch.tensor(digits.data[:256], dtype=torch.float32) / 16
+    y = torch.tensor(digits.target[:256])
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    data = [(x[i:i + 64], y[i:i + 64]) for i in range(0, 256, 64)]
+    trainer = SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.5),
+                                torch.nn.functional.cross_entropy, data, n_epochs=3)
+    charts = ModelCharts(model, trigger=trainer.n_epoch_completed_ref, x_ref=trainer.n_samples_ref)
+    seen = []
+    trainer.n_epoch_completed_ref.attach(lambda: seen.append(
+        (trainer.n_samples, {n: (p.detach().clone(), p.grad.clone()) for n, p in model.named_parameters()})))
+    TensorBoard(tmp_path)
+    trainer.run()
+    s.tensor_board.close()
+
+    assert charts.name == "sequential_charts" and charts.run == "trainer" and charts.n_written == 3
+    accumulator = EventAccumulator(str(tmp_path / "trainer"), size_guidance={"histograms": 0, "scalars": 0})
+    accumulator.Reload()
+    assert sorted(accumulator.Tags()["histograms"]) == sorted(t for t in charts.tags if "_norm/" not in t)
+    assert sorted(accumulator.Tags()["scalars"]) == sorted(t for t in charts.tags if "_norm/" in t)
+    for kind, index in (("weights", 0), ("grads", 1)):
+        for name in ("0.weight", "0.bias", "2.weight", "2.bias"):
+            histograms = accumulator.Histograms(f"{kind}/{name}")
+            norms = accumulator.Scalars(f"{kind}_norm/{name}")
+            assert [h.step for h in histograms] == [n.step for n in norms] == [256, 512, 768]
+            for histogram, norm, (_, tensors) in zip(histograms, norms, seen):
+                tensor = tensors[name][index]
+                value = histogram.histogram_value
+                assert value.num == tensor.numel()
+                assert (value.min, value.max) == pytest.approx((tensor.min().item(), tensor.max().item()))
+                assert value.sum == pytest.approx(tensor.sum().item(), rel=1e-4, abs=1e-5)
+                assert norm.value == pytest.approx(torch.linalg.vector_norm(tensor).item(), rel=1e-6)
+
+
+def test_model_charts_arguments_are_checked(s):
+    from features import ModelCharts
+
+    engine = Engine("trainer", lambda engine, batch: batch, data=[0])
+    with pytest.raises(TypeError, match="model of ModelCharts must be a torch.nn.Module or a Model component, got 3"):
+        ModelCharts(3, trigger=engine.n_epoch_completed_ref)
+    with pytest.raises(ValueError, match="histograms=False and norms=False would write nothing"):
+        ModelCharts(torch.nn.Linear(1, 1), trigger=engine.n_epoch_completed_ref, histograms=False, norms=False)
