@@ -18,6 +18,7 @@ class _Chart(Feature):
 
     category = "charts"
 
+    x_ref: Ref
     _writer_choice: TensorBoard | str | None
     _writer: TensorBoard | None
 
@@ -31,6 +32,13 @@ class _Chart(Feature):
         if self._writer is None:
             self._writer = find_writer(self.state, self._writer_choice, f"chart {self.name!r}")
         return self._writer
+
+    def _step(self) -> int:
+        """The current value of `x_ref` as a TensorBoard step."""
+        owner = self.x_ref.owner
+        if isinstance(owner, Clock):
+            owner.refresh()  # a clock is read, not followed: bring it up to date first
+        return step_value(self.x_ref.value, self.x_ref.path)
 
 
 class ScalarChart(_Chart):
@@ -110,8 +118,6 @@ class ScalarChart(_Chart):
         super().__init__(name=name or f"{owner_name}_{y.name}_chart")
         self.y_ref = y
         self.x_ref = x
-        # A clock is read, not followed: bring it up to date before each point.
-        self._refresh_x = x.owner.refresh if isinstance(x.owner, Clock) else None
         self.tag = tag or y.path.replace(".", "/")
         self.run = run or run_of_ref(y)
         self._choose_writer(writer)
@@ -132,9 +138,7 @@ class ScalarChart(_Chart):
                 self.skipped = str(error)
                 warnings.warn(f"chart {self.name!r} skips what it cannot chart: {error}", stacklevel=2)
             return
-        if self._refresh_x is not None:
-            self._refresh_x()
-        step = step_value(self.x_ref.value, self.x_ref.path)
+        step = self._step()
         if isinstance(y, float):
             self.writer.add_scalar(self.run, self.tag, y, step)
         else:
@@ -244,7 +248,7 @@ class ModelCharts(_Chart):
         """Write the histograms and norms of every parameter now."""
         import torch
 
-        step = step_value(self.x_ref.value, self.x_ref.path)
+        step = self._step()
         writer, run = self.writer, self.run
         with torch.no_grad():
             for name, parameter in self.module.named_parameters():
