@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from frame import Counter, Feature, FilteredRef, Ref, as_ref
+from frame import Counter, Feature, FilteredRef, Ref, State, as_ref
 
 from .clock import Clock
 from .tensorboard import TensorBoard, find_writer, run_of, scalar_values, step_value
@@ -42,7 +42,7 @@ class _Chart(Feature):
 
 
 class ScalarChart(_Chart):
-    """Writes `y` against the current value of `x` every time `y` fires.
+    """Writes `y` against the current value of `x` every time `y` fires (or `trigger` does).
 
     A number is one curve; a 1-D value (a per-class metric such as
     `Precision(average=False)`) is one curve per element, tagged
@@ -50,8 +50,7 @@ class ScalarChart(_Chart):
 
     The point goes to the run directory of `y`'s engine (the engine itself,
     a metric's engine, or the engine behind a chain of output handlers), so
-    the same tag from several engines overlays in
-    TensorBoard. Tensors are read as Python floats when written, never
+    the same tag from several engines overlays in TensorBoard. Tensors are read as Python floats when written, never
     before. The writer is looked up at the first write, so the chart may be
     created before the `TensorBoard` feature.
 
@@ -61,6 +60,10 @@ class ScalarChart(_Chart):
         x_ref: the ref whose current value is the step (an int: a counter
             such as `trainer.n_samples_ref`, or a `Clock`'s
             `seconds_ref`/`milliseconds_ref` for wall time, read fresh).
+        trigger: when to write `y`'s current value, if not when `y`
+            fires: `trainer.n_iteration_completed_ref(every=100)` logs the
+            loss every 100 iterations, after the iteration's counters (the
+            x axis) moved on.
         tag: the curve's tag; by default `y_ref`'s path with `/`
             (`metrics/val_evaluator_accuracy/value`).
         writer: a `TensorBoard` feature or its name; by default the only
@@ -71,7 +74,8 @@ class ScalarChart(_Chart):
             string) is skipped with one warning instead of raising; the
             chart plugins use this, so an automatic chart never stops a
             training.
-        name: the feature's name; by default `<y feature>_<y object>_chart`.
+        name: the feature's name; by default `<y feature>_<y object>_chart`
+            (`_2`, `_3`, ... for more charts of the same ref).
 
     Raises:
         TypeError: when a written value is neither a number nor a 1-D value
@@ -102,6 +106,7 @@ class ScalarChart(_Chart):
         y_ref: Ref | FilteredRef,
         x_ref: Ref | FilteredRef,
         *,
+        trigger: Ref | FilteredRef | None = None,
         tag: str | None = None,
         writer: TensorBoard | str | None = None,
         run: str | None = None,
@@ -109,13 +114,21 @@ class ScalarChart(_Chart):
         name: str | None = None,
     ) -> None:
         y = as_ref(y_ref, "y_ref of ScalarChart")
+        if trigger is not None:
+            trigger = as_ref(trigger, "trigger of ScalarChart")
+            if isinstance(y, FilteredRef):
+                raise ValueError(
+                    f"ScalarChart takes a filter on y_ref ({y!r}) or a trigger ({trigger.path}), not both; "
+                    "filter the trigger"
+                )
         x = as_ref(x_ref, "x_ref of ScalarChart").ref  # read, not followed: its filter means nothing
         if tag is not None and (not isinstance(tag, str) or not tag):
             raise TypeError(f"tag of ScalarChart must be a non-empty str, got {tag!r}")
         if run is not None and (not isinstance(run, str) or not run):
             raise TypeError(f"run of ScalarChart must be a non-empty str, got {run!r}")
-        owner_name = _feature_name(y.owner)
-        super().__init__(name=name or f"{owner_name}_{y.name}_chart")
+        if name is None:  # charts of one ref against several axes are common: number them
+            name = State.current().free_name(f"{_feature_name(y.owner)}_{y.name}_chart")
+        super().__init__(name=name)
         self.y_ref = y
         self.x_ref = x
         self.tag = tag or y.path.replace(".", "/")
@@ -125,7 +138,11 @@ class ScalarChart(_Chart):
         #: why the values of `y` were skipped (strict=False), or None
         self.skipped: str | None = None
         self._check_unique_curve()
-        y.attach(self.write, owner=self)
+        if trigger is None:
+            y.attach(self.write, owner=self)
+        else:
+            trigger.attach(self._write_current, owner=self)
+        self.trigger = trigger
 
     def write(self, value: Any) -> None:
         """Write `value` at the current value of `x` (what happens when `y` fires)."""
@@ -145,6 +162,9 @@ class ScalarChart(_Chart):
             for index, element in enumerate(y):
                 self.writer.add_scalar(self.run, f"{self.tag}/{index}", element, step)
         self.n_written += 1
+
+    def _write_current(self) -> None:
+        self.write(self.y_ref.value)
 
     def _check_unique_curve(self) -> None:
         for other in self.state.charts:

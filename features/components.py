@@ -140,14 +140,4 @@ def _component_of(cls: type[Any], attribute: str, wrapped: Any, state: State | N
     for feature in state.components:
         if isinstance(feature, cls) and getattr(feature, attribute) is wrapped:
             return feature
-    return cls(wrapped, name=_free_name(state, type(wrapped).__name__.lower()))
-
-
-def _free_name(state: State, name: str) -> str:
-    """`name`, or `name_2`, `name_3`, ... if taken: pipelines may wrap two models of one class."""
-    taken = {feature.name for feature in state.features}
-    candidate, n = name, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{name}_{n}"
-    return candidate
+    return cls(wrapped, name=state.free_name(type(wrapped).__name__.lower()))

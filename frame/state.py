@@ -186,6 +186,23 @@ class State:
         """A ref to every state object of every feature."""
         return [ref for f in self._frame.features.values() for ref in f.refs().values()]
 
+    def free_name(self, name: str) -> str:
+        """`name`, or `name_2`, `name_3`, ... if a feature has it: for features made in numbers.
+
+        Example:
+            >>> from frame import Params, State
+            >>> with State() as s:
+            ...     _ = Params(name="knob", level=1)
+            ...     print(s.free_name("knob"), s.free_name("dial"))
+            knob_2 dial
+        """
+        taken = self._frame.features
+        candidate, n = name, 1
+        while candidate in taken or candidate in _reserved_names():
+            n += 1
+            candidate = f"{name}_{n}"
+        return candidate
+
     # -- registration -------------------------------------------------------
     def _add(self, feature: Feature, name: str | None) -> None:
         cls = type(feature)

@@ -244,3 +244,20 @@ def test_model_charts_arguments_are_checked(s):
         ModelCharts(3, trigger=engine.n_epoch_completed_ref)
     with pytest.raises(ValueError, match="histograms=False and norms=False would write nothing"):
         ModelCharts(torch.nn.Linear(1, 1), trigger=engine.n_epoch_completed_ref, histograms=False, norms=False)
+
+
+def test_a_trigger_writes_ys_current_value_after_the_iteration_moved_the_x_axis(s, tmp_path):
+    """Logging the loss every 2 iterations against n_samples: the x is the iteration's, not the one before."""
+    trainer = Engine("trainer", lambda engine, batch: 10.0 * batch, data=[1, 2, 3, 4])
+    on_output = ScalarChart(trainer.output_ref(every=2), trainer.n_samples_ref, tag="on_output")
+    on_trigger = ScalarChart(trainer.output_ref, trainer.n_samples_ref, tag="on_trigger",
+                             trigger=trainer.n_iteration_completed_ref(every=2))
+    TensorBoard(tmp_path)
+    trainer.run()
+    s.tensor_board.close()
+    assert on_trigger.trigger.path == "engines.trainer.n_iteration_completed"
+    assert points(tmp_path / "trainer", "on_output") == [(1, 20.0), (3, 40.0)]  # n_samples is set after output
+    assert points(tmp_path / "trainer", "on_trigger") == [(2, 20.0), (4, 40.0)]
+    with pytest.raises(ValueError, match=r"takes a filter on y_ref .* or a trigger .*, not both"):
+        ScalarChart(trainer.output_ref(every=2), trainer.n_samples_ref, tag="both",
+                    trigger=trainer.n_iteration_completed_ref)
