@@ -90,6 +90,8 @@ class Engine(Feature):
             raise TypeError(f"process of engine {name!r} must be callable as process(engine, batch), got {process!r}")
         super().__init__(name=name)
         self.process = process
+        self._inferred_length: int | None = None  # the epoch length last found from the data
+        self._iterator: Iterator[Any] | None = None
         self.data = data
         self.n_epochs = _positive_int(n_epochs, "n_epochs", name)
         self.epoch_length = None if epoch_length is None else _positive_int(epoch_length, "epoch_length", name)
@@ -98,7 +100,6 @@ class Engine(Feature):
         self._running = False
         self._terminate = False
         self._stop_epoch = False  # set by terminate() and terminate_epoch(): one check per iteration
-        self._iterator: Iterator[Any] | None = None
         self._data_state: Any = None  # the order generator's state at the start of the epoch
         self._restore_data_state: Any = None
         if run_on is not None:
@@ -119,6 +120,24 @@ class Engine(Feature):
 
     def _run_on_fire(self) -> None:
         self.run()
+
+    @property
+    def data(self) -> Iterable[Any] | None:
+        """The batches: any iterable, restarted each epoch.
+
+        New data set between runs has its epoch length found again (unless
+        it was given). Set during a run (ignite's `set_data`, e.g. for a
+        curriculum), it is used from the next epoch start on, and the epoch
+        length stays: set it on `n_epoch_started` to use it at once.
+        """
+        return self._data
+
+    @data.setter
+    def data(self, data: Iterable[Any] | None) -> None:
+        self._data = data
+        self._iterator = None
+        if not self.run_in_progress and self.epoch_length is not None and self.epoch_length == self._inferred_length:
+            self.epoch_length = None
 
     # -- control ----------------------------------------------------------
     @property
@@ -158,7 +177,6 @@ class Engine(Feature):
             )
         if data is not None:
             self.data = data
-            self._iterator = None
         if n_epochs is not None:
             self.n_epochs = _positive_int(n_epochs, "n_epochs", self.name)
         if epoch_length is not None:
@@ -174,7 +192,7 @@ class Engine(Feature):
                 raise EngineError(
                     f"the data of engine {self.name!r} is empty (len 0); check the data set and loader"
                 )
-            self.epoch_length = length
+            self.epoch_length = self._inferred_length = length
         self._running = True
         self._terminate = self._stop_epoch = False
         try:
@@ -314,7 +332,7 @@ class Engine(Feature):
                 + "; check the data set and loader (drop_last with too few samples?)"
             )
         if self.epoch_length is None:
-            self.epoch_length = done
+            self.epoch_length = self._inferred_length = done
             return None
         self._iterator = self._new_iterator()
         return self._iterator

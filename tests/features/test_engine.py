@@ -84,6 +84,37 @@ def test_data_restarts_each_epoch_and_epoch_length_is_inferred(s):
     assert other.epoch_length == 2 and other.n_iteration_completed == 4
 
 
+def test_new_data_between_runs_has_its_length_found_again(s):
+    """run(new_data) or engine.data = ... between runs: a found length is found again, a given one stays."""
+    seen: list = []
+    engine = Engine("e", lambda e, b: seen.append(b), data=[1, 2, 3])
+    engine.run()
+    engine.run([4, 5, 6, 7, 8])
+    assert seen == [1, 2, 3, 4, 5, 6, 7, 8] and engine.epoch_length == 5
+    engine.data = ["a"]
+    engine.run()
+    assert seen[-1] == "a" and engine.epoch_length == 1
+    given = Engine("given", lambda e, b: seen.append(b), data=[1, 2, 3], epoch_length=2)
+    given.run([9, 8, 7, 6])
+    assert seen[-2:] == [9, 8] and given.epoch_length == 2
+
+
+def test_new_data_during_a_run_is_used_from_the_next_epoch_and_keeps_the_epoch_length(s):
+    """Like ignite's set_data, for a curriculum: swapped mid-epoch or at an epoch start."""
+    seen: list = []
+
+    def step(engine, batch):
+        seen.append(batch)
+        if batch == 2:
+            engine.data = ["x", "y", "z", "w"]  # mid-epoch: the epoch finishes on the old data
+
+    engine = Engine("e", step, data=[1, 2, 3], n_epochs=2)
+    engine.n_epoch_started_ref.attach(lambda epoch: setattr(engine, "data", ["p", "q", "r"]) if epoch == 3 else None)
+    engine.run()
+    engine.run(n_epochs=1)
+    assert seen == [1, 2, 3, "x", "y", "z", "p", "q", "r"] and engine.epoch_length == 3
+
+
 def test_epoch_length_with_an_infinite_iterator(s):
     """An infinite iterator needs epoch_length, and continues across epochs."""
     import itertools
