@@ -17,6 +17,9 @@ class IgniteMetric(Metric):
 
     The ignite metric's own `output_transform` is applied to each input, as
     ignite would. Default name: `<engine>_<ignite class in snake_case>`.
+    Composite metrics (`Fbeta`, arithmetic on metrics) are ignite
+    `MetricsLambda`s, which do not say what they compute: name them,
+    `IgniteMetric(Fbeta(1.0), engine=evaluator, name="val_evaluator_f1")`.
 
     Example:
         >>> import torch
