@@ -21,8 +21,9 @@ class Clock(Feature):
 
     Time flows without events, so the clock is not followed but read: a
     chart calls `refresh()` just before it reads the clock, and so does
-    anyone wanting the current value. The elapsed time is part of the state
-    dict, so after a resume the clock continues from the checkpoint's time.
+    anyone wanting the current value. The elapsed time at the save is part
+    of the state dict, so after a resume the clock continues from the
+    checkpoint's time.
 
     Args:
         name: the feature's name (default `clock`).
@@ -51,15 +52,23 @@ class Clock(Feature):
         super().__init__(name=name)
         self._origin = time.perf_counter()
 
+    def _elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self._origin) * 1000)
+
     def refresh(self) -> int:
         """Set `seconds` and `milliseconds` to the time elapsed now; return the milliseconds."""
-        milliseconds = int((time.perf_counter() - self._origin) * 1000)
+        milliseconds = self._elapsed_ms()
         if milliseconds != self.milliseconds:
             self.milliseconds = milliseconds
             seconds = milliseconds // 1000
             if seconds != self.seconds:
                 self.seconds = seconds
         return milliseconds
+
+    def state_dict(self) -> dict[str, Any]:
+        """The time elapsed now (whether or not anything read the clock since)."""
+        milliseconds = self._elapsed_ms()
+        return {**super().state_dict(), "seconds": milliseconds // 1000, "milliseconds": milliseconds}
 
     def _load(self, state_dict: dict[str, Any]) -> None:
         super()._load(state_dict)
