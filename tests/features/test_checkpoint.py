@@ -201,6 +201,38 @@ def test_resume_mid_epoch_in_process_matches_an_uninterrupted_run(digits, tmp_pa
     assert all(torch.equal(got[k], expected[k]) for k in expected)
 
 
+def test_resume_with_mixed_precision_a_schedule_and_a_run_long_average_matches(digits, tmp_path):
+    """The scaler, the LR schedule and a run-long running average resume too: same weights, same values."""
+    from features import LRScheduler, RunningAverage
+
+    def build(seed):
+        torch.manual_seed(seed)
+        x, y = digits
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True,
+                                             generator=torch.Generator().manual_seed(seed))
+        model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        trainer = SupervisedTrainer(model, optimizer, torch.nn.functional.cross_entropy, loader, n_epochs=3,
+                                    amp_mode="amp", scaler=torch.amp.GradScaler("cpu", init_scale=float(seed)))
+        RunningAverage(engine=trainer, reset_on="run", name="smoothed")
+        LRScheduler(torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5), trigger=trainer.n_epoch_completed_ref)
+        Checkpoint(tmp_path, trigger=trainer.n_iteration_completed_ref(once=8))
+        return trainer
+
+    with State() as reference:
+        trainer = build(seed=3)
+        trainer.run()
+        expected = (trainer.model.module.state_dict(), reference.smoothed.value, reference.sgd.lr)
+    with State() as resumed:
+        trainer = build(seed=77)
+        Checkpoint.load(tmp_path / "checkpoint_1.pt", restore_rng=True)
+        assert (trainer.n_iteration_completed, trainer.scaler.get_scale()) == (8, 3.0)  # the saved scaler
+        trainer.run()
+        weights, smoothed, lr = trainer.model.module.state_dict(), resumed.smoothed.value, resumed.sgd.lr
+    assert all(torch.equal(weights[k], expected[0][k]) for k in weights)
+    assert (smoothed, lr) == expected[1:] and lr == 0.1 / 8
+
+
 def test_resume_purges_tensorboard_events_logged_past_the_checkpoint(digits, tmp_path):
     """A crashed run logged iterations 1-7, its checkpoint is at 4: after the resume the curve is the
     uninterrupted run's. The chart's x (n_iteration_completed, read when the output fires) is 4 for
