@@ -266,7 +266,7 @@ class LRScheduler(Feature):
             if len({group["lr"] for group in self.optimizer.param_groups}) == 1:
                 component.lr = lr  # the same value in every group: the set changes nothing but fires
             else:
-                getattr(component, "lr")  # groups differ: refresh the shown value without overwriting them
+                _ = component.lr  # groups differ: reading refreshes the shown value without overwriting them
         self.lr = lr
 
     def state_dict(self) -> dict[str, Any]:

@@ -830,7 +830,7 @@ def _draw(graph: nx.MultiDiGraph, path: str | os.PathLike[str] | None, *, values
         into_card.sort(key=lambda e: _source_point(cards, graph, e[0])[1])
         n = len(into_card)
         top, bottom = target.y + 3.0, target.y + min(target.height, _HEADER_H + 2 * _ROW_H) - 3.0
-        for i, (u, v, data) in enumerate(into_card):
+        for i, (u, _, data) in enumerate(into_card):
             y = top + (bottom - top) * (i + 1) / (n + 1)
             _edge(ax, _source_point(cards, graph, u), (target.x, y), data, Path, FancyArrowPatch)
         for u, v, data in into_rows:

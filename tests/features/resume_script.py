@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     trainer = SupervisedTrainer(model, optimizer, torch.nn.functional.cross_entropy, train_loader, n_epochs=EPOCHS)
-    evaluator = SupervisedEvaluator(
+    SupervisedEvaluator(
         model, val_loader, name="val_evaluator", run_on=trainer.n_epoch_completed_ref,
         metrics=["accuracy", "loss"], loss_fn=torch.nn.functional.cross_entropy,
     )  # fmt: skip

@@ -256,6 +256,8 @@ def test_a_trigger_writes_ys_current_value_after_the_iteration_moved_the_x_axis(
     trainer.run()
     s.tensor_board.close()
     assert on_trigger.trigger.path == "engines.trainer.n_iteration_completed"
+    assert on_output.n_written == on_trigger.n_written == 2 and on_output.name == "trainer_output_chart"
+    assert on_trigger.name == "trainer_output_chart_2"  # default names are numbered
     assert points(tmp_path / "trainer", "on_output") == [(1, 20.0), (3, 40.0)]  # n_samples is set after output
     assert points(tmp_path / "trainer", "on_trigger") == [(2, 20.0), (4, 40.0)]
     with pytest.raises(ValueError, match=r"takes a filter on y_ref .* or a trigger .*, not both"):

@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 from frame import Feature, State, StateDictError, StateObject
 from features import Checkpoint, Engine, ScalarChart, SupervisedTrainer, TensorBoard
 from features import checkpoint as checkpoint_module
-from features.checkpoint import CheckpointError, UnsafeCheckpointError
+from features.checkpoint import UnsafeCheckpointError
 
 
 class Score(Feature):

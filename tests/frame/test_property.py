@@ -224,7 +224,7 @@ def test_counter_every_fires_once_per_crossed_multiple_even_across_a_resume(ever
                 subject.n += step
         return fired
 
-    total, expected, value = 0, [], 0
+    expected, value = [], 0
     for step in steps:
         before, value = value, value + step
         if value // every > before // every:

@@ -419,7 +419,7 @@ def test_hparams_dashboard_gets_every_param_and_the_final_metrics_once_per_run(s
         np.testing.assert_allclose(event.value, value, rtol=1e-6)
 
     with State():
-        hp = Params(name="hp", lr=0.1)
+        Params(name="hp", lr=0.1)
         trainer = Engine("trainer", lambda engine, batch: batch, data=[1.0])
         writer, hparams = TensorBoard(tmp_path / "second"), HParams(metrics=[])
         trainer.run()
