@@ -392,7 +392,7 @@ def test_x_axes_refs_must_be_refs(s):
 
 
 def test_hparams_dashboard_gets_every_param_and_the_final_metrics_once_per_run(s, tmp_path):
-    hp = Params(name="hp", lr=0.01, optimizer="adam", hidden=None)
+    Params(name="hp", lr=0.01, optimizer="adam", hidden=None)
     trainer = three_engines(n_epochs=2)
     metrics = accuracy_and_loss(s.val_evaluator)
     hparams = HParams()
