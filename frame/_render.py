@@ -94,3 +94,18 @@ def _wrap(pairs: list[str], indent: str, width: int) -> list[str]:
     if current:
         lines.append(indent + current)
     return lines
+
+
+def html_rows(feature: Any) -> str:
+    """Table rows for a notebook: the feature's path and class, then one row per state object."""
+    import html
+
+    values = "".join(
+        f"<tr><td style='padding-left:2em'>{html.escape(name)}</td>"
+        f"<td><code>{html.escape(summarize(value))}</code></td></tr>"
+        for name, value in feature.values().items()
+    )
+    return (
+        f"<tr><th colspan=2 style='text-align:left'>{html.escape(feature.path)} "
+        f"<small>({type(feature).__name__})</small></th></tr>{values}"
+    )

@@ -266,6 +266,12 @@ class Feature(Observable):
         values = ", ".join(f"{n}={summarize(v)}" for n, v in self.values().items())
         return f"<{type(self).__name__} {self.path}: {values}>"
 
+    def _repr_html_(self) -> str:
+        """A notebook shows the feature as a table of its state objects."""
+        from ._render import html_rows
+
+        return f"<table>{html_rows(self)}</table>"
+
 
 def _announcing(init: Callable[..., None]) -> Callable[..., None]:
     """Wrap `__init__` so the outermost call registers and announces the feature."""

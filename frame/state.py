@@ -8,7 +8,7 @@ from typing import Any
 
 from . import _context
 from ._names import did_you_mean
-from ._render import render_tree, summarize
+from ._render import html_rows, render_tree
 from .dispatch import Handle, _Dispatcher, wiring
 from .errors import NameConflictError, UnknownNameError
 from .feature import CATEGORIES, Feature, Observable, _state_dict_error, check_feature_name, default_name
@@ -428,20 +428,7 @@ class State:
         return self.tree()
 
     def _repr_html_(self) -> str:
-        import html
-
-        rows = []
-        for container in self.containers:
-            for feature in container:
-                values = "".join(
-                    f"<tr><td style='padding-left:2em'>{html.escape(n)}</td>"
-                    f"<td><code>{html.escape(summarize(v))}</code></td></tr>"
-                    for n, v in feature.values().items()
-                )
-                rows.append(
-                    f"<tr><th colspan=2 style='text-align:left'>{html.escape(feature.path)} "
-                    f"<small>({type(feature).__name__})</small></th></tr>{values}"
-                )
+        rows = [html_rows(feature) for container in self.containers for feature in container]
         return "<table>" + "".join(rows) + "</table>"
 
 

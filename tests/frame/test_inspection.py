@@ -145,6 +145,17 @@ def test_html_repr_lists_features_and_values(s):
     assert "engines.trainer" in html and "n_samples" in html and "<table>" in html
 
 
+def test_a_feature_shows_itself_in_a_notebook(s):
+    """One feature as an HTML table of its state objects, values escaped."""
+    trainer = Engine(name="trainer")
+    trainer.output = "<b>&</b>"
+    html = trainer._repr_html_()
+    assert html.startswith("<table>") and "engines.trainer" in html and "<small>(Engine)</small>" in html
+    assert "<td style='padding-left:2em'>n_samples</td><td><code>0</code></td>" in html
+    assert "&lt;b&gt;&amp;&lt;/b&gt;" in html and "<b>&</b>" not in html
+    assert html[len("<table>"):-len("</table>")] in s._repr_html_()
+
+
 def test_handles_list_every_callback_with_its_ref(s):
     """`state.handles()` lists every attached callback with the ref it is attached to."""
     e = Engine(name="trainer")
