@@ -298,6 +298,11 @@ class Engine(Feature):
         return self._iterator
 
     def _new_iterator(self, skip: int = 0) -> Iterator[Any]:
+        sampler = _epoch_sampler(self.data)
+        if sampler is not None:
+            # A DistributedSampler shuffles by seed and epoch: without this, every epoch
+            # would see one order. The epoch comes from the counters, so a resume agrees.
+            sampler.set_epoch(self.n_epoch_started - 1)
         generator = _order_generator(self.data)
         restore, self._restore_data_state = self._restore_data_state, None
         if generator is None or restore is None:
@@ -391,6 +396,15 @@ def _order_generator(data: Any) -> Any:
         generator = finder(data)
         if generator is not None:
             return generator
+    return None
+
+
+def _epoch_sampler(data: Any) -> Any:
+    """The sampler of a loader that takes the epoch (`set_epoch`, a DistributedSampler), if any."""
+    batch_sampler = getattr(data, "batch_sampler", None)
+    for holder in (getattr(data, "sampler", None), getattr(batch_sampler, "sampler", None)):
+        if callable(getattr(holder, "set_epoch", None)):
+            return holder
     return None
 
 

@@ -389,3 +389,35 @@ def test_a_retry_with_a_shuffled_loader_keeps_the_epoch_order(s):
         engine.run()
     engine.run()
     assert seen == full
+
+
+def test_a_distributed_sampler_is_told_the_epoch_and_a_resume_keeps_its_order(s):
+    """Each epoch a DistributedSampler shuffles anew (set_epoch), and a mid-epoch resume draws the same order."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from frame import State
+
+    def loader():
+        sampler = DistributedSampler(list(range(40)), num_replicas=2, rank=1, shuffle=True, seed=7)
+        return DataLoader(list(range(40)), batch_size=5, sampler=sampler)
+
+    seen: list = []
+    engine = Engine("trainer", lambda e, b: seen.append(b.tolist()), data=loader(), n_epochs=3)
+    saved = {}
+    engine.n_iteration_completed_ref.attach(lambda n: saved.update(engine.state_dict()) if n == 6 else None)
+    engine.run()
+
+    reference = DistributedSampler(list(range(40)), num_replicas=2, rank=1, shuffle=True, seed=7)
+    expected = []
+    for epoch in range(3):
+        reference.set_epoch(epoch)
+        order = list(reference)
+        expected += [order[i:i + 5] for i in range(0, 20, 5)]
+    assert seen == expected and expected[:4] != expected[4:8]
+
+    with State():
+        resumed: list = []
+        again = Engine("trainer", lambda e, b: resumed.append(b.tolist()), data=loader(), n_epochs=3)
+        again.load_state_dict(saved)
+        again.run()
+    assert resumed == expected[6:]
