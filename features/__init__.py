@@ -34,6 +34,7 @@ _EXPORTS = {
     "Timer": "handlers",
     "ProgressBar": "progress",
     "Clock": "clock",
+    "is_main_process": "distributed",
     "CheckpointError": "checkpoint",
     "UnsafeCheckpointError": "checkpoint",
     "ResumeInfo": "checkpoint",

@@ -30,6 +30,7 @@ from frame import Counter, Feature, FilteredRef, Ref, State, StateObject, as_ref
 from frame.errors import FrameError
 
 from . import engine as _engine
+from .distributed import is_main_process
 
 __all__ = [
     "Checkpoint",
@@ -279,10 +280,11 @@ class Checkpoint(Feature):
             }
         finally:
             self._pending = None
-        self._saver(payload, filename)
-        for _, _, old in dropped:
-            if old != filename:
-                (self.dirname / old).unlink(missing_ok=True)
+        if is_main_process():  # in distributed training, the first process writes the files
+            self._saver(payload, filename)
+            for _, _, old in dropped:
+                if old != filename:
+                    (self.dirname / old).unlink(missing_ok=True)
         self.kept = entries
         self.last_path = str(path)
         self.n_saves = number

@@ -12,6 +12,7 @@ from typing import Any
 from frame import Feature, FilteredRef, Ref, StateObject, as_ref
 from frame._names import snake_case
 
+from .distributed import process_group
 from .engine import engine_behind
 
 __all__ = ["Metric", "Accuracy", "Loss", "AverageOutput", "RunningAverage", "METRIC_PRIORITY"]
@@ -61,6 +62,11 @@ class Metric(Feature):
     #: Attributes holding what was accumulated so far: saved in `state_dict`
     #: so that a run resumed mid-epoch computes the same result.
     accumulators: tuple[str, ...] = ()
+    #: The accumulators that add up over processes. In distributed training
+    #: (an initialized `torch.distributed` process group) each process
+    #: accumulates its shard of the data, and `value` is computed from these
+    #: accumulators summed over all processes, the same on every one.
+    summed: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -133,16 +139,43 @@ class Metric(Feature):
     # -- publishing ----------------------------------------------------------
     def completed(self) -> None:
         """Compute and publish the result (sets `value`, firing its callbacks)."""
-        self.value = self.compute()
+        self.value = self._result()
 
     def _update_and_publish(self, value: Any) -> None:
         self.update(value)
-        self.value = self.compute()
+        self.value = self._result()
 
     def _reset_update_publish(self, value: Any) -> None:
         self.reset()
         self.update(value)
-        self.value = self.compute()
+        self.value = self._result()
+
+    def _result(self) -> Any:
+        """`compute()`, over every process's accumulators in distributed training."""
+        group = process_group()
+        if group is None or not self.summed:
+            return self.compute()
+        local = {name: getattr(self, name) for name in self.summed}
+        for name, value in local.items():
+            setattr(self, name, _sum_over_processes(group, value))
+        try:
+            return self.compute()
+        finally:
+            for name, value in local.items():
+                setattr(self, name, value)
+
+
+def _sum_over_processes(dist: Any, value: Any) -> Any:
+    """`value` (a number or a tensor) summed over all processes; this process's copy is left alone."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        total = value.detach().clone()
+        dist.all_reduce(total)
+        return total
+    total = torch.tensor(float(value), dtype=torch.float64)
+    dist.all_reduce(total)
+    return int(total.item()) if isinstance(value, int) else total.item()
 
 
 def _pair(value: Any, metric: Metric) -> tuple[Any, Any]:
@@ -168,7 +201,7 @@ class Accuracy(Metric):
     shape as `y`, probabilities of the positive class (thresholded at 0.5).
     """
 
-    accumulators = ("n_correct", "n_total")
+    accumulators = summed = ("n_correct", "n_total")
 
     def reset(self) -> None:
         self.n_correct: Any = 0
@@ -209,7 +242,7 @@ class Loss(Metric):
         self.loss_fn = loss_fn
         super().__init__(engine=engine, input_ref=input_ref, name=name, mode=mode)
 
-    accumulators = ("total", "n_total")
+    accumulators = summed = ("total", "n_total")
 
     def reset(self) -> None:
         self.total: Any = 0.0
@@ -228,7 +261,7 @@ class Loss(Metric):
 class AverageOutput(Metric):
     """The mean of the input values (e.g. a trainer's loss) over the epoch."""
 
-    accumulators = ("total", "count")
+    accumulators = summed = ("total", "count")
 
     def reset(self) -> None:
         self.total: Any = 0.0
@@ -280,6 +313,9 @@ class RunningAverage(Metric):
 
     def update(self, value: Any) -> None:
         value = float(value)
+        group = process_group()
+        if group is not None:  # as ignite's: the mean over the processes enters the average
+            value = _sum_over_processes(group, value) / group.get_world_size()
         self.average = value if self.average is None else self.alpha * self.average + (1 - self.alpha) * value
 
     def compute(self) -> float | None:

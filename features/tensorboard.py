@@ -19,6 +19,7 @@ from typing import Any
 
 from frame import Counter, Feature, StateObject
 
+from .distributed import is_main_process
 from .engine import engine_behind
 
 __all__ = ["TensorBoard", "ROOT_RUN", "find_writer", "run_of", "scalar_value", "scalar_values", "step_value"]
@@ -99,6 +100,8 @@ class TensorBoard(Feature):
     def writer(self, run: str) -> Any:
         """The `SummaryWriter` of run directory `<log_dir>/<run>`, created on first use."""
         writer = self._writers.get(run)
+        if writer is None and not is_main_process():
+            writer = self._writers[run] = _Discard()  # one process writes the event files
         if writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -218,6 +221,16 @@ def find_writer(state: Any, writer: TensorBoard | str | None, who: str) -> Tenso
     raise RuntimeError(
         f"{who} cannot choose between the writers {[w.name for w in tensorboards]}; pass writer=..."
     )
+
+
+class _Discard:
+    """The writer of a process other than the first in distributed training: it writes nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self
 
 
 def _wait_for_a_later_file_name(path: str) -> None:
