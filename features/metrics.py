@@ -152,8 +152,8 @@ class Metric(Feature):
 
     def _result(self) -> Any:
         """`compute()`, over every process's accumulators in distributed training."""
-        group = process_group()
-        if group is None or not self.summed:
+        group = process_group() if self.summed else None
+        if group is None:
             return self.compute()
         local = {name: getattr(self, name) for name in self.summed}
         for name, value in local.items():
