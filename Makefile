@@ -18,7 +18,7 @@ demo: $(BIN)/.installed
 	$(BIN)/python examples/quickstart.py
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/pytest -q
 
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet traitlets

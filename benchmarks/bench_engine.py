@@ -56,8 +56,8 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from features import Engine, SupervisedEvaluator, SupervisedTrainer  # noqa: E402
-from frame import State  # noqa: E402
+from statefire.features import Engine, SupervisedEvaluator, SupervisedTrainer  # noqa: E402
+from statefire.frame import State  # noqa: E402
 
 T = TypeVar("T")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from frame import Counter, Feature, State, StateObject  # noqa: E402
+from statefire.frame import Counter, Feature, State, StateObject  # noqa: E402
 
 
 class Plain:

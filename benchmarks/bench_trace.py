@@ -22,11 +22,11 @@ MODES = ("never imported", "imported, inactive", "trace active")
 _CHILD = r"""
 import sys, time
 mode, iterations, with_metric = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
-from frame import State
-from features import AverageOutput, Engine
+from statefire.frame import State
+from statefire.features import AverageOutput, Engine
 if mode != "never imported":
-    from plugins.trace import EventTrace
-assert (mode == "never imported") == ("plugins.trace" not in sys.modules)
+    from statefire.plugins.trace import EventTrace
+assert (mode == "never imported") == ("statefire.plugins.trace" not in sys.modules)
 with State() as s:
     engine = Engine("engine", lambda e, b: b, data=list(range(iterations)))
     if with_metric:

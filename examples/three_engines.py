@@ -19,9 +19,9 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from frame import Params, state
-from features import Accuracy, Loss, SupervisedEvaluator, SupervisedTrainer, TensorBoard
-from plugins import EnginesMetricsCharts, EnginesMetricsComparisonCharts, HParams
+from statefire.frame import Params, state
+from statefire.features import Accuracy, Loss, SupervisedEvaluator, SupervisedTrainer, TensorBoard
+from statefire.plugins import EnginesMetricsCharts, EnginesMetricsComparisonCharts, HParams
 
 log_dir = sys.argv[1] if len(sys.argv) > 1 else "runs/three_engines"
 hp = Params(name="hp", lr=1e-3, batch_size=32, hidden=64, n_epochs=8, seed=0)

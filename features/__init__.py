@@ -1,12 +1,12 @@
 """features: the peers of a State — engines, output handlers, metrics, charts, handlers.
 
 Torch-dependent modules are imported lazily, on first use of one of their
-names, so `from features import Engine` imports no torch.
+names, so `from statefire.features import Engine` imports no torch.
 """
 
 from __future__ import annotations
 
-from frame._lazy import lazy_exports
+from statefire.frame._lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from frame import Counter, Feature, FilteredRef, Ref, State, as_ref
+from statefire.frame import Counter, Feature, FilteredRef, Ref, State, as_ref
 
 from .clock import Clock
 from .tensorboard import TensorBoard, find_writer, run_of, scalar_values, step_value
@@ -86,8 +86,8 @@ class ScalarChart(_Chart):
 
     Example:
         >>> import tempfile
-        >>> from frame import State
-        >>> from features import Engine, AverageOutput, ScalarChart, TensorBoard
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, AverageOutput, ScalarChart, TensorBoard
         >>> with State() as s, tempfile.TemporaryDirectory() as log_dir:
         ...     trainer = Engine("trainer", lambda engine, batch: batch / 2, data=[1, 2, 3, 4], n_epochs=2)
         ...     average = AverageOutput(engine=trainer)
@@ -203,8 +203,8 @@ class ModelCharts(_Chart):
 
     Example:
         >>> import tempfile, torch
-        >>> from frame import State
-        >>> from features import ModelCharts, SupervisedTrainer, TensorBoard
+        >>> from statefire.frame import State
+        >>> from statefire.features import ModelCharts, SupervisedTrainer, TensorBoard
         >>> with State() as s, tempfile.TemporaryDirectory() as log_dir:
         ...     model = torch.nn.Linear(3, 2)
         ...     data = [(torch.randn(4, 3), torch.randn(4, 2))] * 3

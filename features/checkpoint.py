@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from ignite.handlers import DiskSaver
 
-from frame import Counter, Feature, FilteredRef, Ref, State, StateObject, as_ref
-from frame.errors import FrameError
+from statefire.frame import Counter, Feature, FilteredRef, Ref, State, StateObject, as_ref
+from statefire.frame.errors import FrameError
 
 from . import engine as _engine
 from .distributed import is_main_process
@@ -185,8 +185,8 @@ class Checkpoint(Feature):
 
     Example:
         >>> import tempfile, torch
-        >>> from frame import State
-        >>> from features import Engine, Checkpoint, Model
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, Checkpoint, Model
         >>> with State() as s, tempfile.TemporaryDirectory() as tmp:
         ...     model = Model(torch.nn.Linear(2, 1))
         ...     trainer = Engine("trainer", lambda e, b: b, data=range(6), n_epochs=2)

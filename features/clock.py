@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from frame import Counter, Feature
+from statefire.frame import Counter, Feature
 
 __all__ = ["Clock"]
 
@@ -30,8 +30,8 @@ class Clock(Feature):
 
     Example:
         >>> import tempfile
-        >>> from frame import State
-        >>> from features import Clock, Engine, AverageOutput, ScalarChart, TensorBoard
+        >>> from statefire.frame import State
+        >>> from statefire.features import Clock, Engine, AverageOutput, ScalarChart, TensorBoard
         >>> with State() as s, tempfile.TemporaryDirectory() as log_dir:
         ...     clock = Clock()
         ...     trainer = Engine("trainer", lambda engine, batch: batch, data=[1.0, 2.0], n_epochs=3)

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from frame import Feature, State, StateObject
+from statefire.frame import Feature, State, StateObject
 
 __all__ = ["Model", "Optimizer"]
 
@@ -16,8 +16,8 @@ class Model(Feature):
 
     Example:
         >>> import torch
-        >>> from frame import State
-        >>> from features import Model
+        >>> from statefire.frame import State
+        >>> from statefire.features import Model
         >>> with State() as s:
         ...     model = Model(torch.nn.Linear(3, 1))
         ...     print(s.linear.module, sorted(model.state_dict()["module"]))
@@ -81,8 +81,8 @@ class Optimizer(Feature):
 
     Example:
         >>> import torch
-        >>> from frame import State
-        >>> from features import Optimizer
+        >>> from statefire.frame import State
+        >>> from statefire.features import Optimizer
         >>> with State() as s:
         ...     sgd = Optimizer(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1))
         ...     handle = sgd.lr_ref.attach(lambda lr: print("lr is now", lr))

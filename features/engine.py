@@ -10,8 +10,8 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, wiring
-from frame.errors import FrameError
+from statefire.frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, wiring
+from statefire.frame.errors import FrameError
 
 __all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError", "ORDER_GENERATOR_FINDERS", "engine_behind"]
 
@@ -47,8 +47,8 @@ class Engine(Feature):
             rule (first dimension of the first tensor) does not fit.
 
     Example:
-        >>> from frame import State
-        >>> from features import Engine
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine
         >>> with State() as s:
         ...     trainer = Engine("trainer", lambda engine, batch: sum(batch), data=[[1, 2], [3, 4]], n_epochs=2)
         ...     handle = trainer.n_epoch_completed_ref.attach(lambda: print("epoch", trainer.n_epoch_completed, trainer.output))

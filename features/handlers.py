@@ -17,7 +17,7 @@ from ignite.handlers import ParamScheduler
 from ignite.handlers import Timer as _Stopwatch
 from ignite.utils import apply_to_type
 
-from frame import Counter, Feature, FilteredRef, Ref, StateObject, as_ref
+from statefire.frame import Counter, Feature, FilteredRef, Ref, StateObject, as_ref
 
 from .engine import RUN_ON_PRIORITY, Engine
 
@@ -55,8 +55,8 @@ class EarlyStopping(Feature):
         name: the feature's name (default `early_stopping`).
 
     Example:
-        >>> from frame import State
-        >>> from features import Engine, EarlyStopping
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, EarlyStopping
         >>> with State() as s:
         ...     scores = iter([0.5, 0.6, 0.6, 0.59, 0.6, 0.7])
         ...     trainer = Engine("trainer", lambda e, b: next(scores), data=[0], n_epochs=6)
@@ -138,8 +138,8 @@ class TerminateOnNan(Feature):
         name: the feature's name (default `terminate_on_nan`).
 
     Example:
-        >>> from frame import State
-        >>> from features import Engine, TerminateOnNan
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, TerminateOnNan
         >>> with State() as s:
         ...     trainer = Engine("trainer", lambda e, b: 1 / b if b else float("inf"), data=[4, 2, 0, 1])
         ...     guard = TerminateOnNan(trainer.output_ref)
@@ -207,8 +207,8 @@ class LRScheduler(Feature):
 
     Example:
         >>> import torch
-        >>> from frame import State
-        >>> from features import Engine, LRScheduler, Optimizer
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, LRScheduler, Optimizer
         >>> with State() as s:
         ...     sgd = Optimizer(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0))
         ...     trainer = Engine("trainer", lambda e, b: sgd.optimizer.step(), data=range(3), n_epochs=2)
@@ -303,8 +303,8 @@ class Timer(Feature):
         name: the feature's name (default `<engine>_timer`).
 
     Example:
-        >>> from frame import State
-        >>> from features import Engine, Timer
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, Timer
         >>> with State() as s:
         ...     trainer = Engine("trainer", lambda e, b: sum(range(1000)), data=range(10), n_epochs=2)
         ...     timer = Timer(trainer)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from frame import FilteredRef, Ref
-from frame._names import snake_case
+from statefire.frame import FilteredRef, Ref
+from statefire.frame._names import snake_case
 
 from .metrics import Metric
 
@@ -24,8 +24,8 @@ class IgniteMetric(Metric):
     Example:
         >>> import torch
         >>> from ignite.metrics import Precision
-        >>> from frame import State
-        >>> from features import Engine, IgniteMetric
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, IgniteMetric
         >>> with State() as s:
         ...     batches = [(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))]
         ...     evaluator = Engine("evaluator", lambda e, batch: batch, data=batches)

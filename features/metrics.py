@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from frame import Feature, FilteredRef, Ref, StateObject, as_ref
-from frame._names import snake_case
+from statefire.frame import Feature, FilteredRef, Ref, StateObject, as_ref
+from statefire.frame._names import snake_case
 
 from .distributed import process_group
 from .engine import engine_behind
@@ -41,8 +41,8 @@ class Metric(Feature):
         mode: `"epoch"`, `"running"` or `"batch"`.
 
     Example:
-        >>> from frame import State
-        >>> from features import Engine, Metric
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, Metric
         >>> class Maximum(Metric):
         ...     def reset(self): self.best = None
         ...     def update(self, value): self.best = value if self.best is None else max(self.best, value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from frame import Feature, FilteredRef, Ref, StateObject, as_ref
+from statefire.frame import Feature, FilteredRef, Ref, StateObject, as_ref
 
 __all__ = ["OutputHandler"]
 
@@ -17,8 +17,8 @@ class OutputHandler(Feature):
     works exactly as on an engine's.
 
     Example:
-        >>> from frame import State
-        >>> from features import Engine, OutputHandler
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, OutputHandler
         >>> with State() as s:
         ...     engine = Engine("engine", lambda e, b: b, data=[1, 2, 3])
         ...     doubled = OutputHandler(engine.output_ref, lambda x: 2 * x, name="doubled")

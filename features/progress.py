@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from tqdm.auto import tqdm
 
-from frame import Feature, FilteredRef, Ref, as_ref
+from statefire.frame import Feature, FilteredRef, Ref, as_ref
 
 from .engine import Engine
 
@@ -54,8 +54,8 @@ class ProgressBar(Feature):
 
     Example:
         >>> import io
-        >>> from frame import State
-        >>> from features import Engine, ProgressBar
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, ProgressBar
         >>> with State() as s:
         ...     out = io.StringIO()
         ...     trainer = Engine("trainer", lambda e, b: b * 0.5, data=range(4))

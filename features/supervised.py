@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from frame import FilteredRef, Ref
+from statefire.frame import FilteredRef, Ref
 
 from .components import Model, Optimizer
 from .engine import Engine
@@ -110,8 +110,8 @@ class SupervisedTrainer(Engine):
 
     Example:
         >>> import torch
-        >>> from frame import State
-        >>> from features import SupervisedTrainer
+        >>> from statefire.frame import State
+        >>> from statefire.features import SupervisedTrainer
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <...>
         >>> with State() as s:
@@ -224,8 +224,8 @@ class SupervisedEvaluator(Engine):
 
     Example:
         >>> import torch
-        >>> from frame import State
-        >>> from features import SupervisedEvaluator
+        >>> from statefire.frame import State
+        >>> from statefire.features import SupervisedEvaluator
         >>> with State() as s:
         ...     model = torch.nn.Linear(4, 3)
         ...     data = [(torch.randn(10, 4), torch.randint(0, 3, (10,)))]

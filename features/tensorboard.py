@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from frame import Counter, Feature, StateObject
+from statefire.frame import Counter, Feature, StateObject
 
 from .distributed import is_main_process
 from .engine import engine_behind
@@ -50,8 +50,8 @@ class TensorBoard(Feature):
 
     Example:
         >>> import os, tempfile
-        >>> from frame import State
-        >>> from features import Engine, TensorBoard, ScalarChart
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, TensorBoard, ScalarChart
         >>> with State() as s, tempfile.TemporaryDirectory() as log_dir:
         ...     trainer = Engine("trainer", lambda engine, batch: batch * 0.5, data=[1, 2, 3])
         ...     writer = TensorBoard(log_dir)

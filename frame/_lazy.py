@@ -13,7 +13,7 @@ def lazy_exports(package: str, namespace: dict[str, Any], exports: dict[str, str
     """`__getattr__` and `__dir__` for `package`, whose public names live in the modules `exports` maps them to.
 
     Importing the package then imports none of those modules (nor torch):
-    `from features import Engine` loads `features.engine` only.
+    `from statefire.features import Engine` loads `features.engine` only.
     """
 
     def __getattr__(name: str) -> Any:

@@ -183,7 +183,7 @@ class Handle:
     """One attached callback; `.remove()` detaches it, and so does leaving a `with`.
 
     Example:
-        >>> from frame import Feature, StateObject, State
+        >>> from statefire.frame import Feature, StateObject, State
         >>> class Box(Feature):
         ...     category = "boxes"
         ...     content = StateObject()

@@ -167,7 +167,7 @@ class Feature(Observable):
     returns, its container's `added` object fires with it.
 
     Example:
-        >>> from frame import Feature, Counter, StateObject, State
+        >>> from statefire.frame import Feature, Counter, StateObject, State
         >>> class Greeter(Feature):
         ...     category = "handlers"
         ...     n_greeted = Counter()
@@ -321,7 +321,7 @@ class Params(Feature):
     """Free-standing hyperparameters: each keyword becomes a `Param`.
 
     Example:
-        >>> from frame import Params, State
+        >>> from statefire.frame import Params, State
         >>> with State() as s:
         ...     hp = Params(name="hp", batch_size=32, lr=0.1)
         ...     hp.lr = 0.05

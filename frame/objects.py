@@ -29,7 +29,7 @@ class StateObject:
         persist: include the value in `state_dict()`.
 
     Example:
-        >>> from frame import Feature, StateObject, State
+        >>> from statefire.frame import Feature, StateObject, State
         >>> class Thermometer(Feature):
         ...     category = "sensors"
         ...     celsius = StateObject(0.0, doc="last reading")

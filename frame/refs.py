@@ -19,7 +19,7 @@ class Ref:
     equal and hashable.
 
     Example:
-        >>> from frame import Feature, Counter, State
+        >>> from statefire.frame import Feature, Counter, State
         >>> class Clock(Feature):
         ...     category = "clocks"
         ...     ticks = Counter()

@@ -112,7 +112,7 @@ class State:
     on first use; `state.<feature name>` is a shortcut to any feature.
 
     Example:
-        >>> from frame import State, Params
+        >>> from statefire.frame import State, Params
         >>> with State() as s:
         ...     hp = Params(name="hp", lr=0.1)
         ...     print(len(s.params), s.hp.lr, s.hp.lr_ref.path)
@@ -190,7 +190,7 @@ class State:
         """`name`, or `name_2`, `name_3`, ... if a feature has it: for features made in numbers.
 
         Example:
-            >>> from frame import Params, State
+            >>> from statefire.frame import Params, State
             >>> with State() as s:
             ...     _ = Params(name="knob", level=1)
             ...     print(s.free_name("knob"), s.free_name("dial"))

@@ -7,7 +7,7 @@ state and register nothing. Modules are imported on first use of a name.
 
 from __future__ import annotations
 
-from frame._lazy import lazy_exports
+from statefire.frame._lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -14,9 +14,9 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from frame import Counter, Feature, FilteredRef, Ref, as_ref
-from features.charts import ScalarChart
-from features.tensorboard import FLUSH_PRIORITY, TensorBoard, find_writer, run_of, scalar_value
+from statefire.frame import Counter, Feature, FilteredRef, Ref, as_ref
+from statefire.features.charts import ScalarChart
+from statefire.features.tensorboard import FLUSH_PRIORITY, TensorBoard, find_writer, run_of, scalar_value
 
 __all__ = ["EnginesMetricsComparisonCharts", "EnginesMetricsCharts", "HParams", "metric_type"]
 
@@ -127,9 +127,9 @@ class EnginesMetricsComparisonCharts(_MetricsChartsPlugin):
 
     Example:
         >>> import tempfile
-        >>> from frame import State
-        >>> from features import Engine, AverageOutput, TensorBoard
-        >>> from plugins import EnginesMetricsComparisonCharts
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, AverageOutput, TensorBoard
+        >>> from statefire.plugins import EnginesMetricsComparisonCharts
         >>> with State() as s, tempfile.TemporaryDirectory() as log_dir:
         ...     trainer = Engine("trainer", lambda engine, batch: batch, data=[1.0, 2.0], n_epochs=3)
         ...     evaluator = Engine("evaluator", lambda engine, batch: 2 * batch, data=[1.0],
@@ -201,9 +201,9 @@ class EnginesMetricsCharts(_MetricsChartsPlugin):
 
     Example:
         >>> import tempfile
-        >>> from frame import State
-        >>> from features import Engine, AverageOutput, TensorBoard
-        >>> from plugins import EnginesMetricsCharts
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, AverageOutput, TensorBoard
+        >>> from statefire.plugins import EnginesMetricsCharts
         >>> with State() as s, tempfile.TemporaryDirectory() as log_dir:
         ...     trainer = Engine("trainer", lambda engine, batch: batch, data=[1.0, 2.0], n_epochs=2)
         ...     writer = TensorBoard(log_dir)
@@ -293,9 +293,9 @@ class HParams(Feature):
 
     Example:
         >>> import tempfile
-        >>> from frame import State, Params
-        >>> from features import Engine, AverageOutput, TensorBoard
-        >>> from plugins import HParams
+        >>> from statefire.frame import State, Params
+        >>> from statefire.features import Engine, AverageOutput, TensorBoard
+        >>> from statefire.plugins import HParams
         >>> with State() as s, tempfile.TemporaryDirectory() as log_dir:
         ...     hp = Params(name="hp", scale=3)
         ...     trainer = Engine("trainer", lambda engine, batch: batch * hp.scale, data=[1.0, 2.0])

@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _graph(args: argparse.Namespace, script_args: list[str]) -> int:
-    from frame import state
+    from statefire.frame import state
 
     from .dataflow import DataFlowGraph
     from .trace import EventTrace
@@ -84,7 +84,7 @@ def _graph(args: argparse.Namespace, script_args: list[str]) -> int:
 
 
 def _trace(args: argparse.Namespace, script_args: list[str]) -> int:
-    from frame import state
+    from statefire.frame import state
 
     from .trace import EventTrace
 

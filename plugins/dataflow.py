@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from frame import Feature, FilteredRef, Ref, State
-from frame._render import summarize
-from frame.state import Container
+from statefire.frame import Feature, FilteredRef, Ref, State
+from statefire.frame._render import summarize
+from statefire.frame.state import Container
 
 from .trace import function_label as _function_label
 
@@ -75,8 +75,8 @@ class DataFlowGraph:
         trace: an `EventTrace` of a run, to add the `sets` edges it observed.
 
     Example:
-        >>> from frame import State
-        >>> from features import Engine, AverageOutput
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine, AverageOutput
         >>> with State() as s:
         ...     trainer = Engine("trainer", lambda e, b: b, data=[1.0, 2.0])
         ...     evaluator = Engine("evaluator", lambda e, b: b, data=[3.0],
@@ -237,7 +237,7 @@ class DataFlowGraph:
                 f"expected a ref, a feature or a node path like 'engines.trainer.n_samples', got {thing!r}"
             )
         if node not in self.graph:
-            from frame._names import did_you_mean
+            from statefire.frame._names import did_you_mean
 
             raise KeyError(f"{node!r} is not in the data-flow graph; " + did_you_mean(node, list(self.graph)))
         return node

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from frame import Feature, FilteredRef, Ref, State
-from frame._render import summarize
-from frame.state import Container
+from statefire.frame import Feature, FilteredRef, Ref, State
+from statefire.frame._render import summarize
+from statefire.frame.state import Container
 
 __all__ = ["describe"]
 
@@ -31,8 +31,8 @@ def describe(thing: Any, state: State | None = None, *, file: TextIO | None = No
         TypeError: anything else than a ref, a feature or a path.
 
     Example:
-        >>> from frame import State
-        >>> from features import Engine
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine
         >>> with State() as s:
         ...     engine = Engine("engine", lambda e, b: b, data=[1, 2])
         ...     handle = engine.n_epoch_completed_ref.attach(print, every=2)

@@ -16,9 +16,9 @@ import threading
 import time
 from typing import Any, NamedTuple
 
-from frame import Feature, State
-from frame._render import summarize
-from frame.state import Container
+from statefire.frame import Feature, State
+from statefire.frame._render import summarize
+from statefire.frame.state import Container
 
 __all__ = ["EventTrace", "TraceRecord", "SummaryRow", "TraceSummary"]
 
@@ -124,8 +124,8 @@ class EventTrace:
         max_events: how many spans (events and callbacks) to keep.
 
     Example:
-        >>> from frame import State
-        >>> from features import Engine
+        >>> from statefire.frame import State
+        >>> from statefire.features import Engine
         >>> with State() as s:
         ...     engine = Engine("engine", lambda e, b: b * 2, data=[1, 2, 3])
         ...     handle = engine.output_ref.attach(lambda value: None)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 
-from frame import (
+from statefire.frame import (
     CallbackSignatureError,
     CounterTypeError,
     CounterValueError,
@@ -29,7 +29,7 @@ from frame import (
     StateObject,
     UnknownNameError,
 )
-from features import (
+from statefire.features import (
     Accuracy,
     Checkpoint,
     EarlyStopping,
@@ -39,7 +39,7 @@ from features import (
     ProgressBar,
     TerminateOnNan,
 )
-from features.checkpoint import CheckpointError, UnsafeCheckpointError
+from statefire.features.checkpoint import CheckpointError, UnsafeCheckpointError
 
 
 class Knob(Feature):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import frame
+from statefire import frame
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)

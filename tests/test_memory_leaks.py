@@ -10,8 +10,8 @@ import weakref
 
 import torch
 
-from frame import State
-from features import (
+from statefire.frame import State
+from statefire.features import (
     AverageOutput,
     Checkpoint,
     EarlyStopping,
@@ -22,7 +22,7 @@ from features import (
     TerminateOnNan,
     Timer,
 )
-from features import checkpoint as checkpoint_module
+from statefire.features import checkpoint as checkpoint_module
 
 
 class Listener:

@@ -39,9 +39,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from frame import state  # noqa: E402
-from features import AverageOutput, Checkpoint, SupervisedEvaluator, SupervisedTrainer  # noqa: E402
-from features import checkpoint as checkpoint_module  # noqa: E402
+from statefire.frame import state  # noqa: E402
+from statefire.features import AverageOutput, Checkpoint, SupervisedEvaluator, SupervisedTrainer  # noqa: E402
+from statefire.features import checkpoint as checkpoint_module  # noqa: E402
 
 BATCH = 32
 EPOCHS = 3

@@ -7,8 +7,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from frame import State
-from features import AverageOutput, Engine, ScalarChart, TensorBoard
+from statefire.frame import State
+from statefire.features import AverageOutput, Engine, ScalarChart, TensorBoard
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_filtered_y_ref_writes_only_when_the_filter_passes(s, tmp_path):
 
 def test_a_chart_of_an_output_handler_goes_to_its_engines_run(s, tmp_path):
     """Curves of a handler of an engine's output overlay with that engine's other curves."""
-    from features import OutputHandler
+    from statefire.features import OutputHandler
 
     trainer = Engine("trainer", lambda engine, batch: {"loss": batch}, data=[3.0, 1.0])
     loss = OutputHandler(trainer.output_ref, lambda out: out["loss"], name="loss")
@@ -78,7 +78,7 @@ def test_a_chart_of_an_output_handler_goes_to_its_engines_run(s, tmp_path):
 
 
 def test_a_chart_of_a_feature_without_engine_goes_to_the_features_run(s, tmp_path):
-    from frame import Params
+    from statefire.frame import Params
 
     hp = Params(name="hp", lr=0.1)
     trainer = Engine("trainer", lambda engine, batch: batch, data=[0, 0, 0])
@@ -144,7 +144,7 @@ def test_a_lenient_chart_skips_what_it_cannot_chart_with_one_warning(s, tmp_path
 
 
 def test_an_x_value_that_is_not_a_whole_number_is_refused(s, tmp_path):
-    from frame import Params
+    from statefire.frame import Params
 
     clock = Params(name="clock", seconds=0.5)
     trainer = Engine("trainer", lambda engine, batch: 1.0, data=[0])
@@ -199,7 +199,7 @@ def test_model_charts_write_weight_and_gradient_histograms_and_norms(s, tmp_path
     """Each epoch: a histogram and an L2 norm of every weight and gradient, as the model had them then."""
     from sklearn.datasets import load_digits
 
-    from features import ModelCharts, SupervisedTrainer
+    from statefire.features import ModelCharts, SupervisedTrainer
 
     digits = load_digits()
     x = torch.tensor(digits.data[:256], dtype=torch.float32) / 16
@@ -237,7 +237,7 @@ def test_model_charts_write_weight_and_gradient_histograms_and_norms(s, tmp_path
 
 
 def test_model_charts_arguments_are_checked(s):
-    from features import ModelCharts
+    from statefire.features import ModelCharts
 
     engine = Engine("trainer", lambda engine, batch: batch, data=[0])
     with pytest.raises(TypeError, match="model of ModelCharts must be a torch.nn.Module or a Model component, got 3"):

@@ -10,10 +10,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from frame import Feature, State, StateDictError, StateObject
-from features import Checkpoint, Engine, ScalarChart, SupervisedTrainer, TensorBoard
-from features import checkpoint as checkpoint_module
-from features.checkpoint import UnsafeCheckpointError
+from statefire.frame import Feature, State, StateDictError, StateObject
+from statefire.features import Checkpoint, Engine, ScalarChart, SupervisedTrainer, TensorBoard
+from statefire.features import checkpoint as checkpoint_module
+from statefire.features.checkpoint import UnsafeCheckpointError
 
 
 class Score(Feature):
@@ -203,7 +203,7 @@ def test_resume_mid_epoch_in_process_matches_an_uninterrupted_run(digits, tmp_pa
 
 def test_resume_with_mixed_precision_a_schedule_and_a_run_long_average_matches(digits, tmp_path):
     """The scaler, the LR schedule and a run-long running average resume too: same weights, same values."""
-    from features import LRScheduler, RunningAverage
+    from statefire.features import LRScheduler, RunningAverage
 
     def build(seed):
         torch.manual_seed(seed)
@@ -324,7 +324,7 @@ def test_strict_load_lists_missing_and_unexpected_keys(tmp_path):
 
 def test_global_rng_loader_is_found_for_exact_resume():
     """A DataLoader without generator= draws its order from torch's global RNG: the engine follows that one."""
-    from features.engine import _order_generator
+    from statefire.features.engine import _order_generator
 
     dataset = torch.utils.data.TensorDataset(torch.zeros(4, 1))
     assert _order_generator(torch.utils.data.DataLoader(dataset, shuffle=True)) is checkpoint_module._TORCH_GLOBAL_RNG

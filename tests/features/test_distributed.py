@@ -76,7 +76,7 @@ def test_only_the_first_process_writes_event_files_and_checkpoints(ranks):
     """Both processes made a writer, charts and a checkpoint: one set of files, the curves not doubled."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from features import Checkpoint
+    from statefire.features import Checkpoint
 
     (first, second), _, out = ranks
     assert first["n_saves"] == second["n_saves"] == 3  # both count; one writes

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from frame import State
-from features import Engine, EngineError
+from statefire.frame import State
+from statefire.features import Engine, EngineError
 
 
 @pytest.fixture
@@ -27,8 +27,8 @@ def record(engine: Engine, names: list[str], log: list) -> None:
 
 
 def test_importing_the_engine_imports_no_torch():
-    """`from features import Engine` stays torch-free."""
-    code = "import sys; from features import Engine, OutputHandler, Metric; print('torch' in sys.modules)"
+    """`from statefire.features import Engine` stays torch-free."""
+    code = "import sys; from statefire.features import Engine, OutputHandler, Metric; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -395,7 +395,7 @@ def test_a_distributed_sampler_is_told_the_epoch_and_a_resume_keeps_its_order(s)
     """Each epoch a DistributedSampler shuffles anew (set_epoch), and a mid-epoch resume draws the same order."""
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from frame import State
+    from statefire.frame import State
 
     def loader():
         sampler = DistributedSampler(list(range(40)), num_replicas=2, rank=1, shuffle=True, seed=7)

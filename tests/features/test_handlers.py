@@ -10,8 +10,8 @@ import torch
 from ignite.handlers import LinearCyclicalScheduler
 from sklearn.datasets import load_digits
 
-from frame import State
-from features import (
+from statefire.frame import State
+from statefire.features import (
     EarlyStopping,
     Engine,
     LRScheduler,

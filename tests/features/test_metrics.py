@@ -8,8 +8,8 @@ import torch
 from ignite.metrics import ConfusionMatrix, Precision, Recall
 from sklearn.metrics import confusion_matrix, precision_score, recall_score
 
-from frame import State
-from features import (
+from statefire.frame import State
+from statefire.features import (
     Accuracy, AverageOutput, Engine, IgniteMetric, Loss, Metric, OutputHandler, RunningAverage,
 )  # fmt: skip
 
@@ -137,7 +137,7 @@ def test_a_metric_finds_its_engine_behind_its_input_ref(s):
     engine.run()
     assert average.value == 4.0  # reset at each epoch start: the second epoch's mean of 2, 6
     assert outputs.value == 4.0  # n_samples passes every=2 at 2 and 4; the second epoch sees only 4
-    from frame import Params
+    from statefire.frame import Params
 
     knob = Params(name="knob", level=1.0)
     with pytest.raises(TypeError, match=r"a AverageOutput on params.knob.level needs engine=\.\.\.: its epochs reset"):

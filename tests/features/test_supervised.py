@@ -9,8 +9,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from frame import State
-from features import Model, Optimizer, OutputHandler, SupervisedEvaluator, SupervisedTrainer
+from statefire.frame import State
+from statefire.features import Model, Optimizer, OutputHandler, SupervisedEvaluator, SupervisedTrainer
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ def test_amp_arguments_are_checked(s):
 def test_evaluator_metric_specs(s, digits):
     from ignite.metrics import Precision
 
-    from features import Accuracy
+    from statefire.features import Accuracy
 
     x, y, *_ = digits
     model = mlp()

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from frame import State
-from features import Engine, ScalarChart, TensorBoard
-from features.tensorboard import find_writer, scalar_value, step_value
+from statefire.frame import State
+from statefire.features import Engine, ScalarChart, TensorBoard
+from statefire.features.tensorboard import find_writer, scalar_value, step_value
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,7 +103,7 @@ def test_closed_at_interpreter_exit(tmp_path):
     """A script that never calls close() still leaves every point on disk: the atexit hook closes the writers."""
     script = textwrap.dedent(
         f"""
-        from features import TensorBoard
+        from statefire.features import TensorBoard
         writer = TensorBoard({str(tmp_path)!r}, max_queue=10_000, flush_secs=10_000)
         for step in range(5):
             writer.add_scalar("trainer", "x", step / 2, step)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from frame import State
+from statefire.frame import State
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import contextlib
 
 import pytest
 
-import frame
-from frame import (
+from statefire import frame
+from statefire.frame import (
     MAX_DEPTH,
     CallbackSignatureError,
     CounterTypeError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frame import Counter, Feature, Filter, FilteredRef, StateObject
+from statefire.frame import Counter, Feature, Filter, FilteredRef, StateObject
 
 
 class Engine(Feature):

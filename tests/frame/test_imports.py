@@ -12,7 +12,7 @@ def test_import_frame_imports_no_ml_library():
     """`import frame` in a fresh interpreter loads none of torch, ignite, tensorboard, numpy."""
     code = (
         "import sys, frame\n"
-        "from frame import State, state, Feature, StateObject, Counter, Param, Ref\n"
+        "from statefire.frame import State, state, Feature, StateObject, Counter, Param, Ref\n"
         f"heavy = {HEAVY!r}\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print(','.join(loaded))\n"
@@ -30,7 +30,7 @@ def test_the_check_can_see_a_heavy_import():
 
 def test_public_names_exist():
     """Every name the design promises is exported by `frame`."""
-    import frame
+    from statefire import frame
 
     for name in ["State", "state", "Feature", "StateObject", "Counter", "Param", "Ref", "Params",
                  "FilteredRef", "Handle", "FrameError", "CycleError", "StateDictError"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frame import Counter, Feature, Params, StateObject, wiring
+from statefire.frame import Counter, Feature, Params, StateObject, wiring
 
 
 class Engine(Feature):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from frame import Feature, StateObject
+from statefire.frame import Feature, StateObject
 
 
 class Source(Feature):
@@ -150,7 +150,7 @@ def test_container_events_do_not_keep_features_alive(s):
 
 def test_state_out_of_scope_is_collected():
     """A scoped State with features and callbacks is collected once unreferenced."""
-    from frame import State
+    from statefire.frame import State
 
     with State() as scoped:
         src = Source()
@@ -180,7 +180,7 @@ def test_a_ref_setter_callback_belongs_to_the_refs_feature(s):
     import gc
     import weakref
 
-    from frame import Feature, StateObject
+    from statefire.frame import Feature, StateObject
 
     class Cell(Feature):
         category = "cells"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frame import (
+from statefire.frame import (
     Counter,
     CounterTypeError,
     CounterValueError,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frame import Counter, Feature, State, StateObject
+from statefire.frame import Counter, Feature, State, StateObject
 
 OBJECTS = ["a", "b", "n"]  # "n" is a Counter
 COUNTERS = {"n"}

@@ -6,7 +6,7 @@ import functools
 
 import pytest
 
-from frame import (
+from statefire.frame import (
     CallbackSignatureError,
     Counter,
     Feature,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from frame import Counter, Feature, StateObject
-from frame._render import render_tree, summarize
+from statefire.frame import Counter, Feature, StateObject
+from statefire.frame._render import render_tree, summarize
 
 
 class Thing(Feature):

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-import frame
-from frame import Container, Counter, Feature, Params, State, StateObject, UnknownNameError
+from statefire import frame
+from statefire.frame import Container, Counter, Feature, Params, State, StateObject, UnknownNameError
 
 
 class Sensor(Feature):

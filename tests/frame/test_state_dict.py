@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from frame import Counter, Feature, FrameError, Params, State, StateDictError, StateObject
+from statefire.frame import Counter, Feature, FrameError, Params, State, StateDictError, StateObject
 
 
 class Engine(Feature):

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-import frame
-from plugins.cli import main
+from statefire import frame
+from statefire.plugins.cli import main
 
 SCRIPT = textwrap.dedent(
     """
     import sys
-    from frame import state
-    from features import AverageOutput, Engine
+    from statefire.frame import state
+    from statefire.features import AverageOutput, Engine
 
     trainer = Engine("trainer", lambda e, b: b, data=[1.0, 2.0, 3.0], n_epochs=2)
     evaluator = Engine("evaluator", lambda e, b: b, data=[4.0], run_on=trainer.n_epoch_completed_ref)
@@ -96,7 +96,7 @@ def test_clear_errors(script, tmp_path, capsys):
 def test_console_script_runs(script, tmp_path):
     """The installed `statefire` entry point works end to end (a fresh process)."""
     exe = Path(sys.executable).with_name("statefire")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "plugins.cli"]
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "statefire.plugins.cli"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     result = subprocess.run([*command, "graph", str(script), "-o", "flow.png"], cwd=tmp_path,
                             capture_output=True, text=True, env=env, timeout=120)

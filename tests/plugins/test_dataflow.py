@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ElementTree
 import networkx as nx
 import pytest
 
-from features import AverageOutput, Engine, OutputHandler
-from frame import Feature, Params, State
-from plugins import DataFlowGraph, EventTrace
+from statefire.features import AverageOutput, Engine, OutputHandler
+from statefire.frame import Feature, Params, State
+from statefire.plugins import DataFlowGraph, EventTrace
 
 
 class Watcher(Feature):

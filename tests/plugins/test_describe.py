@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from features import AverageOutput, Engine
-from frame import State
-from plugins import describe
+from statefire.features import AverageOutput, Engine
+from statefire.frame import State
+from statefire.plugins import describe
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from features import AverageOutput, Engine
-from frame import Counter, Feature, State
-from plugins import EventTrace
-from plugins.trace import SummaryRow, TraceSummary
+from statefire.features import AverageOutput, Engine
+from statefire.frame import Counter, Feature, State
+from statefire.plugins import EventTrace
+from statefire.plugins.trace import SummaryRow, TraceSummary
 
 
 class Box(Feature):
@@ -267,7 +267,7 @@ def _train(traced: bool):
     from sklearn.datasets import load_digits
     from torch.utils.data import DataLoader, TensorDataset
 
-    from features import Accuracy, Loss
+    from statefire.features import Accuracy, Loss
 
     torch.manual_seed(0)
     digits = load_digits()
