@@ -30,6 +30,7 @@ from statefire.frame import Counter, Feature, FilteredRef, Ref, State, StateObje
 from statefire.frame.errors import FrameError
 
 from . import engine as _engine
+from ._artifacts import CHECKPOINTS, artifact_dir
 from .distributed import is_main_process
 
 __all__ = [
@@ -171,7 +172,9 @@ class Checkpoint(Feature):
     so it saves after evaluators, metrics and charts on the same trigger.
 
     Args:
-        dirname: the directory of the files (created if needed).
+        dirname: the directory of the files (created if needed). Left out,
+            the files go into the State's `Run` (`<run.dir>/checkpoints`) or
+            experiment-tree node, looked up when the first file is written.
         trigger: a ref or filtered ref to save on, e.g.
             `trainer.n_iteration_completed_ref(every=100)` or
             `trainer.n_epoch_completed_ref`. Objects set inside a step
@@ -208,7 +211,7 @@ class Checkpoint(Feature):
 
     def __init__(
         self,
-        dirname: str | os.PathLike[str],
+        dirname: str | os.PathLike[str] | None = None,
         *,
         trigger: Ref | FilteredRef,
         n_saved: int | None = 2,
@@ -239,16 +242,25 @@ class Checkpoint(Feature):
                     f"{argument} of checkpoint {self.name!r} ({ref.path}) belongs to another State; "
                     "create both inside the same `with State():` block"
                 )
-        self.dirname = Path(dirname)
+        self._dirname = None if dirname is None else Path(dirname)
+        self._saver: _AtomicDiskSaver | None = None
         self.trigger = trigger
         self.n_saved = n_saved
         self.score_ref = score_ref
         self.mode = mode
         self.prefix = prefix
-        self._saver = _AtomicDiskSaver(self.dirname, require_empty=False)
         self._pending: dict[str, Any] | None = None
-        self.clean_temp_files()
+        if self._dirname is not None:
+            self.clean_temp_files()
         trigger.attach(self.save, priority=CHECKPOINT_PRIORITY)
+
+    @property
+    def dirname(self) -> Path:
+        """The directory of the files: the one given, else the State's Run or tree node's."""
+        if self._dirname is None:
+            self._dirname = artifact_dir(self.state, CHECKPOINTS, "Checkpoint()")
+            self.clean_temp_files()
+        return self._dirname
 
     # -- saving -------------------------------------------------------------
     def save(self) -> Path | None:
@@ -281,6 +293,8 @@ class Checkpoint(Feature):
         finally:
             self._pending = None
         if is_main_process():  # in distributed training, the first process writes the files
+            if self._saver is None:
+                self._saver = _AtomicDiskSaver(self.dirname, require_empty=False)
             self._saver(payload, filename)
             for _, _, old in dropped:
                 if old != filename:

@@ -19,6 +19,7 @@ from typing import Any
 
 from statefire.frame import Counter, Feature, StateObject
 
+from ._artifacts import TENSORBOARD, artifact_dir
 from .distributed import is_main_process
 from .engine import engine_behind
 
@@ -41,7 +42,9 @@ class TensorBoard(Feature):
     (or by `close()`).
 
     Args:
-        log_dir: the directory given to `tensorboard --logdir`.
+        log_dir: the directory given to `tensorboard --logdir`. Left out,
+            the writer writes into the State's `Run` (`<run.dir>/tb`) or
+            experiment-tree node, looked up when it first writes.
         name: the feature's name (default `tensor_board`).
         flush_secs: how often the writers flush on their own, in seconds.
         max_queue: events queued before a write to disk.
@@ -69,19 +72,19 @@ class TensorBoard(Feature):
 
     def __init__(
         self,
-        log_dir: str | os.PathLike[str],
+        log_dir: str | os.PathLike[str] | None = None,
         *,
         name: str | None = None,
         flush_secs: int = 120,
         max_queue: int = 10,
         purge_step: int | None = None,
     ) -> None:
-        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
-            raise TypeError(f"log_dir of TensorBoard must be a non-empty path, got {log_dir!r}")
+        if log_dir is not None and (not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir)):
+            raise TypeError(f"log_dir of TensorBoard must be a non-empty path or None, got {log_dir!r}")
         if purge_step is not None and (isinstance(purge_step, bool) or not isinstance(purge_step, int) or purge_step < 0):
             raise ValueError(f"purge_step of TensorBoard must be a non-negative int or None, got {purge_step!r}")
         super().__init__(name=name)
-        self.log_dir = os.fspath(log_dir)
+        self.log_dir = "" if log_dir is None else os.fspath(log_dir)  # "": asked of the State's Run
         self.flush_secs = flush_secs
         self.max_queue = max_queue
         self.purge_step = purge_step
@@ -105,6 +108,8 @@ class TensorBoard(Feature):
         if writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
+            if not self.log_dir:
+                self.log_dir = os.fspath(artifact_dir(self.state, TENSORBOARD, "TensorBoard()"))
             path = self.log_dir if run == ROOT_RUN else os.path.join(self.log_dir, run)
             _wait_for_a_later_file_name(path)
             writer = SummaryWriter(
