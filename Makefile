@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-pythons bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/pytest -q
+
+# the whole suite on every other Python that pyenv has here (3.10, 3.12, 3.13)
+test-pythons:
+	PYTHONS="3.10 3.12 3.13" SUITES=tests .ci/pythons
 
 bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet traitlets

@@ -26,9 +26,6 @@ from __future__ import annotations
 import argparse
 import sys
 import timeit
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from statefire.frame import Counter, Feature, State, StateObject  # noqa: E402
 

@@ -12,7 +12,6 @@ Run: python benchmarks/bench_trace.py [--rounds 5] [--iterations 20000]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -44,11 +43,9 @@ with State() as s:
 
 
 def _measure(mode: str, iterations: int, with_metric: bool) -> float:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root}
     result = subprocess.run(
         [sys.executable, "-c", _CHILD, mode, str(iterations), "1" if with_metric else "0"],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True, text=True, check=True,
     )
     return float(result.stdout.strip().splitlines()[-1])
 

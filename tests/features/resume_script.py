@@ -36,9 +36,6 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
 from statefire.frame import state  # noqa: E402
 from statefire.features import AverageOutput, Checkpoint, SupervisedEvaluator, SupervisedTrainer  # noqa: E402
 from statefire.features import checkpoint as checkpoint_module  # noqa: E402

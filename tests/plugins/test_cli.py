@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -97,8 +96,7 @@ def test_console_script_runs(script, tmp_path):
     """The installed `statefire` entry point works end to end (a fresh process)."""
     exe = Path(sys.executable).with_name("statefire")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "statefire.plugins.cli"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     result = subprocess.run([*command, "graph", str(script), "-o", "flow.png"], cwd=tmp_path,
-                            capture_output=True, text=True, env=env, timeout=120)
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "flow.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
