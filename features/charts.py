@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from statefire.frame import Counter, Feature, FilteredRef, Ref, State, as_ref
@@ -182,12 +183,14 @@ class ModelCharts(_Chart):
     """Histograms and norms of a model's weights and gradients, each time `trigger` fires.
 
     ignite's `WeightsHistHandler`, `GradsHistHandler`, `WeightsScalarHandler`
-    and `GradsScalarHandler` in one feature: for every parameter `<p>`
-    (`0.weight`, `fc.bias`, ...) it writes the histograms `weights/<p>` and
-    `grads/<p>` and the scalars `weights_norm/<p>` and `grads_norm/<p>`
-    (L2 norms), at the current value of `x_ref`. Gradients are read as the
-    last backward pass left them, so trigger on an iteration's or an
-    epoch's completion; a parameter without a gradient is skipped.
+    and `GradsScalarHandler` in one feature, with ignite's tags: for every
+    parameter `<p>` (`fc1.weight` becomes `fc1/weight`, as ignite writes it)
+    it writes the histograms `weights/<p>` and `grads/<p>` and the scalars
+    `weights_norm/<p>` and `grads_norm/<p>` (L2 norms), at the current value
+    of `x_ref`, so dashboards and tag filters made for ignite carry over.
+    Gradients are read as the last backward pass left them, so trigger on an
+    iteration's or an epoch's completion; a parameter without a gradient is
+    skipped.
 
     Args:
         model: a `torch.nn.Module` or its `Model` component.
@@ -197,6 +200,10 @@ class ModelCharts(_Chart):
         histograms: write the histograms (the heavier part on disk).
         norms: write the norms.
         grads: include the gradients, not only the weights.
+        whitelist: which parameters to chart, as ignite's: a list of name
+            prefixes (`["fc1", "fc2.weight"]`) or a callable
+            `(name, parameter) -> bool`; by default every parameter.
+        tag: a prefix for every tag (`<tag>/weights/...`), as ignite's `tag`.
         writer: a `TensorBoard` feature or its name; by default the only one.
         run: the run directory; by default the trigger's engine.
         name: the feature's name (default `<model>_charts`).
@@ -229,6 +236,8 @@ class ModelCharts(_Chart):
         histograms: bool = True,
         norms: bool = True,
         grads: bool = True,
+        whitelist: Sequence[str] | Callable[[str, Any], bool] | None = None,
+        tag: str | None = None,
         writer: TensorBoard | str | None = None,
         run: str | None = None,
         name: str | None = None,
@@ -242,9 +251,14 @@ class ModelCharts(_Chart):
         x = as_ref(trigger if x_ref is None else x_ref, "x_ref of ModelCharts").ref
         if not (histograms or norms):
             raise ValueError("ModelCharts with histograms=False and norms=False would write nothing")
+        if tag is not None and (not isinstance(tag, str) or not tag):
+            raise TypeError(f"tag of ModelCharts must be a non-empty string or None, got {tag!r}")
+        parameters = _whitelisted(module, whitelist)
         component = Model.of(module)
         super().__init__(name=name or f"{component.name}_charts")
         self.module = module
+        self.parameters = parameters
+        self.prefix = f"{tag}/" if tag else ""
         self.x_ref = x
         self.histograms, self.norms, self.grads = histograms, norms, grads
         self.run = run or run_of_ref(trigger)
@@ -255,13 +269,13 @@ class ModelCharts(_Chart):
     def tags(self) -> list[str]:
         """Every tag this chart writes, for the parameters the model has now."""
         kinds = ["weights", "grads"] if self.grads else ["weights"]
-        names = [name for name, _ in self.module.named_parameters()]
+        names = [name.replace(".", "/") for name, _ in self.parameters]
         tags = []
         for kind in kinds:
             if self.histograms:
-                tags += [f"{kind}/{name}" for name in names]
+                tags += [f"{self.prefix}{kind}/{name}" for name in names]
             if self.norms:
-                tags += [f"{kind}_norm/{name}" for name in names]
+                tags += [f"{self.prefix}{kind}_norm/{name}" for name in names]
         return tags
 
     def write(self) -> None:
@@ -271,7 +285,8 @@ class ModelCharts(_Chart):
         step = self._step()
         writer, run = self.writer, self.run
         with torch.no_grad():
-            for name, parameter in self.module.named_parameters():
+            for name, parameter in self.parameters:
+                name = self.prefix + name.replace(".", "/")
                 tensors = [("weights", parameter)]
                 if self.grads and parameter.grad is not None:
                     tensors.append(("grads", parameter.grad))
@@ -282,6 +297,28 @@ class ModelCharts(_Chart):
                     if self.norms:
                         writer.add_scalar(run, f"{kind}_norm/{name}", torch.linalg.vector_norm(values).item(), step)
         self.n_written += 1
+
+
+def _whitelisted(module: Any, whitelist: Any) -> list[tuple[str, Any]]:
+    """The (name, parameter) pairs `whitelist` selects, as ignite's weight handlers select them."""
+    parameters = list(module.named_parameters())
+    if whitelist is None:
+        return parameters
+    if callable(whitelist):
+        chosen = [(name, p) for name, p in parameters if whitelist(name, p)]
+    elif isinstance(whitelist, (list, tuple)) and all(isinstance(w, str) for w in whitelist):
+        chosen = [(name, p) for name, p in parameters if name.startswith(tuple(whitelist))]
+    else:
+        raise TypeError(
+            f"whitelist of ModelCharts must be a list of parameter-name prefixes or a callable "
+            f"(name, parameter) -> bool, got {whitelist!r}"
+        )
+    if not chosen:
+        raise ValueError(
+            f"whitelist of ModelCharts selects no parameter of the model; its parameters are "
+            f"{[name for name, _ in parameters]}"
+        )
+    return chosen
 
 
 def _feature_name(owner: Any) -> str:

@@ -224,8 +224,9 @@ def test_model_charts_write_weight_and_gradient_histograms_and_norms(s, tmp_path
     assert sorted(accumulator.Tags()["scalars"]) == sorted(t for t in charts.tags if "_norm/" in t)
     for kind, index in (("weights", 0), ("grads", 1)):
         for name in ("0.weight", "0.bias", "2.weight", "2.bias"):
-            histograms = accumulator.Histograms(f"{kind}/{name}")
-            norms = accumulator.Scalars(f"{kind}_norm/{name}")
+            tag = name.replace(".", "/")  # ignite's tags: fc1/weight
+            histograms = accumulator.Histograms(f"{kind}/{tag}")
+            norms = accumulator.Scalars(f"{kind}_norm/{tag}")
             assert [h.step for h in histograms] == [n.step for n in norms] == [256, 512, 768]
             for histogram, norm, (_, tensors) in zip(histograms, norms, seen):
                 tensor = tensors[name][index]
@@ -236,6 +237,45 @@ def test_model_charts_write_weight_and_gradient_histograms_and_norms(s, tmp_path
                 assert norm.value == pytest.approx(torch.linalg.vector_norm(tensor).item(), rel=1e-6)
 
 
+def test_model_charts_whitelist_and_tags_match_ignites(s, tmp_path):
+    """`whitelist=` charts only the chosen parameters, and tags are ignite's (`fc1/weight`, not `fc1.weight`):
+    the same tags ignite's WeightsHistHandler and WeightsScalarHandler write for the same model."""
+    from ignite.engine import Engine as IgniteEngine
+    from ignite.engine import Events
+    from ignite.handlers.tensorboard_logger import TensorboardLogger, WeightsHistHandler, WeightsScalarHandler
+
+    from statefire.features import ModelCharts
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2, self.head = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)
+
+    model = Net()
+    engine = Engine("trainer", lambda engine, batch: batch, data=[0])
+    charts = ModelCharts(model, trigger=engine.n_epoch_completed_ref, grads=False, whitelist=["fc1", "head.bias"])
+    TensorBoard(tmp_path / "ours")
+    engine.run()
+    s.tensor_board.close()
+
+    ignite_engine = IgniteEngine(lambda e, b: None)
+    logger = TensorboardLogger(log_dir=str(tmp_path / "ignite"))
+    for handler in (WeightsHistHandler(model, whitelist=["fc1", "head.bias"]),
+                    WeightsScalarHandler(model, whitelist=["fc1", "head.bias"])):
+        handler(ignite_engine, logger, Events.EPOCH_COMPLETED)
+    logger.close()
+
+    def tags(directory):
+        accumulator = EventAccumulator(str(directory), size_guidance={"histograms": 0, "scalars": 0})
+        accumulator.Reload()
+        return sorted(accumulator.Tags()["histograms"] + accumulator.Tags()["scalars"])
+
+    expected = ["weights/fc1/bias", "weights/fc1/weight", "weights/head/bias",
+                "weights_norm/fc1/bias", "weights_norm/fc1/weight", "weights_norm/head/bias"]
+    assert tags(tmp_path / "ours" / "trainer") == tags(tmp_path / "ignite") == expected
+    assert sorted(charts.tags) == expected
+
+
 def test_model_charts_arguments_are_checked(s):
     from statefire.features import ModelCharts
 
@@ -244,6 +284,10 @@ def test_model_charts_arguments_are_checked(s):
         ModelCharts(3, trigger=engine.n_epoch_completed_ref)
     with pytest.raises(ValueError, match="histograms=False and norms=False would write nothing"):
         ModelCharts(torch.nn.Linear(1, 1), trigger=engine.n_epoch_completed_ref, histograms=False, norms=False)
+    with pytest.raises(ValueError, match=r"selects no parameter of the model; its parameters are \['weight', 'bias'\]"):
+        ModelCharts(torch.nn.Linear(1, 1), trigger=engine.n_epoch_completed_ref, whitelist=["fc"])
+    with pytest.raises(TypeError, match="whitelist of ModelCharts must be a list of parameter-name prefixes"):
+        ModelCharts(torch.nn.Linear(1, 1), trigger=engine.n_epoch_completed_ref, whitelist="weight")
 
 
 def test_a_trigger_writes_ys_current_value_after_the_iteration_moved_the_x_axis(s, tmp_path):
