@@ -21,15 +21,25 @@ from statefire.features.tensorboard import FLUSH_PRIORITY, TensorBoard, find_wri
 __all__ = ["EnginesMetricsComparisonCharts", "EnginesMetricsCharts", "HParams", "metric_type"]
 
 
-def metric_type(metric_name: str, n_identical_metric_name_suffixes: int = 1) -> str:
-    """The last `n` underscore-separated parts of a metric's name: what it measures.
+def metric_type(metric_name: str, n_identical_metric_name_suffixes: int = 1, engine: str | None = None) -> str:
+    """What a metric measures: its name without its engine's name, else its last `n` name parts.
+
+    A metric named after its engine (`<engine>_<what>`, the default name of
+    every built-in and ignite metric) measures `<what>`, however many parts
+    that has: `top_k_categorical_accuracy`, `confusion_matrix`. A metric
+    named otherwise measures the last `n_identical_metric_name_suffixes`
+    underscore-separated parts of its name.
 
     Example:
+        >>> metric_type("val_evaluator_top_k_categorical_accuracy", engine="val_evaluator")
+        'top_k_categorical_accuracy'
         >>> metric_type("val_evaluator_accuracy")
         'accuracy'
-        >>> metric_type("val_evaluator_top_5_accuracy", 3)
+        >>> metric_type("val_top_5_accuracy", 3)
         'top_5_accuracy'
     """
+    if engine and metric_name.startswith(f"{engine}_") and len(metric_name) > len(engine) + 1:
+        return metric_name[len(engine) + 1 :]
     return "_".join(metric_name.split("_")[-n_identical_metric_name_suffixes:])
 
 
@@ -63,7 +73,6 @@ class _MetricsChartsPlugin(Feature):
         super().__init__(name=name)
         self.writer_choice = writer
         self.charts: list[ScalarChart] = []
-        self._layout_dirty = False
         state = self.state
         for metric in list(state.metrics):
             self._add_metric(metric)
@@ -81,8 +90,9 @@ class _MetricsChartsPlugin(Feature):
             if chart.run == run_of(metric) and chart.tag == tag:
                 raise ValueError(
                     f"{type(self).__name__} {self.name!r} would write metrics {chart.y_ref.owner.name!r} and "
-                    f"{metric.name!r} of engine {chart.run!r} to the same tag {tag!r}; give them names that "
-                    "differ in their last parts, or raise n_identical_metric_name_suffixes"
+                    f"{metric.name!r} of engine {chart.run!r} to the same tag {tag!r}; name each metric "
+                    f"after its engine ({chart.run}_<what it measures>, the default names do), or raise "
+                    "n_identical_metric_name_suffixes for names that do not start with their engine's"
                 )
         chart = ScalarChart(
             metric.value_ref, x, tag=tag, writer=self.writer_choice, run=run_of(metric), strict=False, name=name
@@ -92,13 +102,11 @@ class _MetricsChartsPlugin(Feature):
 
     def _write_layout(self) -> None:
         """Write the layout if a writer can be found (else when one is created, or at the first point)."""
-        self._layout_dirty = True
         try:
             writer = find_writer(self.state, self.writer_choice, f"plugin {self.name!r}")
         except (RuntimeError, ValueError):
             return  # no writer yet, or an ambiguous choice that the charts will report
         writer.set_layout(self.name, self._categories())
-        self._layout_dirty = False
 
     @property
     def layout(self) -> list[Any]:
@@ -109,9 +117,12 @@ class _MetricsChartsPlugin(Feature):
 class EnginesMetricsComparisonCharts(_MetricsChartsPlugin):
     """One TensorBoard chart per metric type, comparing every engine that has it.
 
-    Metrics whose names end in the same `n_identical_metric_name_suffixes`
-    underscore-separated parts share a chart (`train_evaluator_accuracy` and
-    `val_evaluator_accuracy` -> `accuracy`). Each engine's curve goes to its
+    Metrics that measure the same thing share a chart: the type of a metric
+    is its name without its engine's name (`train_evaluator_accuracy` and
+    `val_evaluator_accuracy` -> `accuracy`; `val_evaluator_top_k_categorical_accuracy`
+    -> `top_k_categorical_accuracy`), and for a name that does not start with
+    its engine's, its last `n_identical_metric_name_suffixes` parts
+    (`train_acc`, `val_acc` -> `acc`). Each engine's curve goes to its
     own run directory under the metric type as tag, so the curves overlay in
     the Scalars dashboard; a custom-scalars layout adds one Multiline chart
     per type, rewritten as metrics are added. Metrics created after the
@@ -121,7 +132,7 @@ class EnginesMetricsComparisonCharts(_MetricsChartsPlugin):
         x_axis_ref: the ref giving each point's step, typically
             `state.trainer.n_samples_ref` or `state.trainer.n_epoch_completed_ref`.
         n_identical_metric_name_suffixes: how many trailing name parts make
-            the metric type.
+            the type of a metric whose name does not start with its engine's.
         writer: a `TensorBoard` feature or its name; by default the only one.
         name: the feature's name (default `engines_metrics_comparison_charts`).
 
@@ -164,7 +175,7 @@ class EnginesMetricsComparisonCharts(_MetricsChartsPlugin):
     def _add_metric(self, metric: Any) -> None:
         if not hasattr(metric, "value_ref"):
             return
-        kind = metric_type(metric.name, self.n_identical_metric_name_suffixes)
+        kind = metric_type(metric.name, self.n_identical_metric_name_suffixes, run_of(metric))
         self._chart(metric, self.x_axis_ref, kind, f"{self.name}_{metric.name}")
         runs = self.metric_types.setdefault(kind, [])
         runs.append(run_of(metric))
@@ -241,10 +252,7 @@ class EnginesMetricsCharts(_MetricsChartsPlugin):
 
     def metric_label(self, metric: Any) -> str:
         """What the metric is called inside its engine's section."""
-        run = run_of(metric)
-        if metric.name.startswith(f"{run}_") and len(metric.name) > len(run) + 1:
-            return metric.name[len(run) + 1 :]
-        return metric_type(metric.name, self.n_identical_metric_name_suffixes)
+        return metric_type(metric.name, self.n_identical_metric_name_suffixes, run_of(metric))
 
     def _add_metric(self, metric: Any) -> None:
         if not hasattr(metric, "value_ref"):
@@ -280,7 +288,9 @@ class HParams(Feature):
     (the trainer's run, not the evaluations within it), the configuration
     (`state.config()`, one hyperparameter per path) and the current value
     of each metric are written to the run directory `<log_dir>/<run>`, the
-    metrics as scalars tagged `hparams/<metric name>`. Point `tensorboard
+    metrics as scalars tagged `hparams/<metric name>`. Your own `Params`
+    come first, so they are the dashboard's first columns; the engines'
+    bookkeeping (`n_epochs`, `epoch_length`) is left out unless asked for. Point `tensorboard
     --logdir` at a directory holding several experiments' log dirs to
     compare them.
 
@@ -289,6 +299,7 @@ class HParams(Feature):
             metric of the state with a numeric value at that time.
         writer: a `TensorBoard` feature or its name; by default the only one.
         run: the run directory of the session, under the writer's `log_dir`.
+        engine_params: also report the engines' Params (`engines.<engine>.n_epochs`, ...).
         name: the feature's name (default `hparams_dashboard`).
 
     Example:
@@ -317,6 +328,7 @@ class HParams(Feature):
         *,
         writer: TensorBoard | str | None = None,
         run: str = "hparams",
+        engine_params: bool = False,
         name: str | None = None,
     ) -> None:
         if not isinstance(run, str) or not run or run == ".":
@@ -328,6 +340,7 @@ class HParams(Feature):
         super().__init__(name=name or "hparams_dashboard")
         self.writer_choice = writer
         self.run = run
+        self.engine_params = engine_params
         self.last_hparams: dict[str, Any] = {}
         self.last_metrics: dict[str, float] = {}
         state = self.state
@@ -362,11 +375,19 @@ class HParams(Feature):
             features.append(metric)
         return features
 
+    def hyperparameters(self) -> dict[str, Any]:
+        """What the dashboard gets: the free-standing Params first, then components', then engines' if asked."""
+        config = self.state.config()
+        order = {"params": 0, "engines": 2}
+        paths = [p for p in config if self.engine_params or not p.startswith("engines.")]
+        paths.sort(key=lambda path: order.get(path.split(".", 1)[0], 1))  # stable: keeps creation order within
+        return {path: config[path] for path in paths}
+
     def write(self) -> None:
         """Write the configuration and the metrics' current values now."""
         from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-        hparams = {path: _hparam_value(value) for path, value in self.state.config().items()}
+        hparams = {path: _hparam_value(value) for path, value in self.hyperparameters().items()}
         metrics: dict[str, float] = {}
         for metric in self._metric_features():
             try:

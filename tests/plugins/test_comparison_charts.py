@@ -221,19 +221,41 @@ def test_anchored_regexes_keep_similar_types_apart(s, tmp_path):
 
 
 def test_more_suffixes_separate_metrics_that_one_suffix_would_merge(s, tmp_path):
+    """For names that do not start with their engine's, the type is the last n parts (the seed's rule)."""
     evaluator = Engine("evaluator", lambda engine, batch: batch, data=[1.0])
     EnginesMetricsComparisonCharts(x_axis_ref=evaluator.n_samples_ref, n_identical_metric_name_suffixes=2)
-    Scaled(1, engine=evaluator, name="evaluator_top1_accuracy")
-    Scaled(5, engine=evaluator, name="evaluator_top5_accuracy")
+    Scaled(1, engine=evaluator, name="val_top1_accuracy")
+    Scaled(5, engine=evaluator, name="val_top5_accuracy")
     assert list(s.engines_metrics_comparison_charts.metric_types) == ["top1_accuracy", "top5_accuracy"]
 
     with State():
         evaluator = Engine("evaluator", lambda engine, batch: batch, data=[1.0])
         EnginesMetricsComparisonCharts(x_axis_ref=evaluator.n_samples_ref)
-        Scaled(1, engine=evaluator, name="evaluator_top1_accuracy")
-        with pytest.raises(ValueError, match=r"would write metrics 'evaluator_top1_accuracy' and 'evaluator_top5_accuracy' "
-                           r"of engine 'evaluator' to the same tag 'accuracy'.*raise n_identical_metric_name_suffixes"):
-            Scaled(5, engine=evaluator, name="evaluator_top5_accuracy")
+        Scaled(1, engine=evaluator, name="val_top1_accuracy")
+        with pytest.raises(ValueError, match=r"would write metrics 'val_top1_accuracy' and 'val_top5_accuracy' "
+                           r"of engine 'evaluator' to the same tag 'accuracy'.*name each metric after its engine"):
+            Scaled(5, engine=evaluator, name="val_top5_accuracy")
+
+
+def test_ignites_default_metric_names_get_one_chart_each(s, tmp_path):
+    """Regression: the built-in accuracy and ignite's TopKCategoricalAccuracy in one evaluator both end in
+    `accuracy` and collided, with advice that could not work. The type is the name without the engine's name,
+    so the two-line recipe charts them apart, and compares `accuracy` across engines with different names."""
+    from ignite.metrics import ConfusionMatrix, TopKCategoricalAccuracy
+
+    trainer = three_engines(n_epochs=1)
+    TensorBoard(tmp_path)
+    plugin = EnginesMetricsComparisonCharts(x_axis_ref=trainer.n_samples_ref, n_identical_metric_name_suffixes=1)
+    Accuracy(engine=trainer, input_ref=trainer.output_ref)
+    for engine in (s.cv_evaluator, s.val_evaluator):
+        Accuracy(engine=engine)
+        IgniteMetric(TopKCategoricalAccuracy(k=2), engine=engine)
+    IgniteMetric(ConfusionMatrix(num_classes=3), engine=s.val_evaluator)
+    assert plugin.metric_types == {
+        "accuracy": ["trainer", "cv_evaluator", "val_evaluator"],
+        "top_k_categorical_accuracy": ["cv_evaluator", "val_evaluator"],
+        "confusion_matrix": ["val_evaluator"],
+    }
 
 
 @pytest.mark.parametrize(
@@ -330,7 +352,7 @@ def test_per_class_metrics_give_a_curve_per_class_and_matrices_are_skipped(s, tm
         trainer.run()
     s.tensor_board.close()
 
-    assert plugin.metric_types == {"precision": ["cv_evaluator", "val_evaluator"], "matrix": ["cv_evaluator", "val_evaluator"]}
+    assert plugin.metric_types == {"precision": ["cv_evaluator", "val_evaluator"], "confusion_matrix": ["cv_evaluator", "val_evaluator"]}
     multiplexer = load(tmp_path)
     chart = layout_of(multiplexer).category[0].chart[0]
     assert chart.title == "precision"
@@ -406,12 +428,10 @@ def test_hparams_dashboard_gets_every_param_and_the_final_metrics_once_per_run(s
     content = multiplexer.PluginRunToTagToContent(hparams_metadata.PLUGIN_NAME)["hparams"]
     experiment = hparams_metadata.parse_experiment_plugin_data(content[hparams_metadata.EXPERIMENT_TAG])
     session = hparams_metadata.parse_session_start_info_plugin_data(content[hparams_metadata.SESSION_START_INFO_TAG])
-    config = s.config()
-    assert {h.name for h in experiment.hparam_infos} == set(config)
+    assert [h.name for h in experiment.hparam_infos] == ["params.hp.lr", "params.hp.optimizer", "params.hp.hidden"]
     assert session.hparams["params.hp.lr"].number_value == 0.01
     assert session.hparams["params.hp.optimizer"].string_value == "adam"
     assert session.hparams["params.hp.hidden"].string_value == "None"
-    assert session.hparams["engines.trainer.n_epochs"].number_value == 2
     assert [m.name.tag for m in experiment.metric_infos] == list(final)
     for tag, value in final.items():
         (event,) = multiplexer.Scalars("hparams", tag)
@@ -426,6 +446,23 @@ def test_hparams_dashboard_gets_every_param_and_the_final_metrics_once_per_run(s
         trainer.run()
         assert hparams.n_written == 2
         writer.close()
+
+
+def test_hparams_shows_the_users_params_first_and_engine_bookkeeping_only_when_asked(s, tmp_path):
+    """Regression: every engine's n_epochs/epoch_length came first in the dashboard and hid lr, batch_size,
+    hidden. The user's Params lead, even when created after the engines; engines' Params come on request."""
+    trainer = three_engines(n_epochs=2)
+    Params(name="hp", lr=0.01, batch_size=4, hidden=16)
+    TensorBoard(tmp_path)
+    default, everything = HParams(run="default"), HParams(run="everything", engine_params=True, name="all")
+    trainer.run()
+    assert list(default.last_hparams) == ["params.hp.lr", "params.hp.batch_size", "params.hp.hidden"]
+    assert list(everything.last_hparams)[:3] == ["params.hp.lr", "params.hp.batch_size", "params.hp.hidden"]
+    assert everything.last_hparams["engines.trainer.n_epochs"] == 2
+    s.tensor_board.close()
+    content = load(tmp_path).PluginRunToTagToContent(hparams_metadata.PLUGIN_NAME)["default"]
+    experiment = hparams_metadata.parse_experiment_plugin_data(content[hparams_metadata.EXPERIMENT_TAG])
+    assert [h.name for h in experiment.hparam_infos] == ["params.hp.lr", "params.hp.batch_size", "params.hp.hidden"]
 
 
 def test_hparams_named_metrics_must_exist(s, tmp_path):
