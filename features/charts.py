@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from statefire.frame import Counter, Feature, FilteredRef, Ref, State, as_ref
 
+from ._warnings import warn_user
 from .clock import Clock
+from .engine import engine_behind
 from .tensorboard import TensorBoard, find_writer, run_of, scalar_values, step_value
 
 __all__ = ["ScalarChart", "ModelCharts"]
@@ -48,6 +49,11 @@ class ScalarChart(_Chart):
     A number is one curve; a 1-D value (a per-class metric such as
     `Precision(average=False)`) is one curve per element, tagged
     `<tag>/0`, `<tag>/1`, ...
+
+    A value set inside an engine's iteration (its `output`, an output
+    handler's, a per-batch metric's) is written when that iteration
+    completes, at the x of its own iteration: `n_samples` moves after
+    `output` is set, and a point written at once would sit one batch behind.
 
     The point goes to the run directory of `y`'s engine (the engine itself,
     a metric's engine, or the engine behind a chain of output handlers), so
@@ -139,8 +145,13 @@ class ScalarChart(_Chart):
         #: why the values of `y` were skipped (strict=False), or None
         self.skipped: str | None = None
         self._check_unique_curve()
-        if trigger is None:
+        self._engine = engine_behind(y.owner)
+        self._held: tuple[Any] | None = None  # a value set mid-iteration, written when the iteration completes
+        if trigger is None and self._engine is None:
             y.attach(self.write, owner=self)
+        elif trigger is None:
+            y.attach(self._write_or_hold, owner=self)
+            self._engine.n_iteration_completed_ref.attach(self._write_held, owner=self)
         else:
             trigger.attach(self._write_current, owner=self)
         self.trigger = trigger
@@ -154,7 +165,7 @@ class ScalarChart(_Chart):
                 raise
             if self.skipped is None:
                 self.skipped = str(error)
-                warnings.warn(f"chart {self.name!r} skips what it cannot chart: {error}", stacklevel=2)
+                warn_user(f"chart {self.name!r} skips what it cannot chart: {error}")
             return
         step = self._step()
         if isinstance(y, float):
@@ -166,6 +177,19 @@ class ScalarChart(_Chart):
 
     def _write_current(self) -> None:
         self.write(self.y_ref.value)
+
+    def _write_or_hold(self, value: Any) -> None:
+        engine = self._engine
+        if engine.n_iteration_started > engine.n_iteration_completed:  # inside an iteration: x has not moved yet
+            self._held = (value,)
+        else:
+            self.write(value)
+
+    def _write_held(self) -> None:
+        if self._held is not None:
+            (value,) = self._held
+            self._held = None
+            self.write(value)
 
     def _check_unique_curve(self) -> None:
         for other in self.state.charts:

@@ -276,6 +276,25 @@ def test_model_charts_whitelist_and_tags_match_ignites(s, tmp_path):
     assert sorted(charts.tags) == expected
 
 
+def test_values_set_inside_an_iteration_are_charted_at_their_own_iterations_x(s, tmp_path):
+    """An output handler's output and a per-batch metric fire mid-iteration too: each point gets the
+    n_samples of its own iteration; a value set outside an iteration (an epoch metric) is written at once."""
+    from statefire.features import AverageOutput, OutputHandler
+
+    trainer = Engine("trainer", lambda engine, batch: float(batch), data=[1, 2, 3], n_epochs=2)
+    doubled = OutputHandler(trainer.output_ref, lambda value: 2 * value, name="doubled")
+    per_batch = AverageOutput(engine=trainer, mode="batch", name="per_batch")
+    per_epoch = AverageOutput(engine=trainer, name="per_epoch")
+    for ref, tag in ((doubled.output_ref, "doubled"), (per_batch.value_ref, "per_batch"), (per_epoch.value_ref, "epoch")):
+        ScalarChart(ref, trainer.n_samples_ref, tag=tag)
+    TensorBoard(tmp_path)
+    trainer.run()
+    s.tensor_board.close()
+    assert points(tmp_path / "trainer", "doubled") == [(n, 2.0 * (1 + (n - 1) % 3)) for n in range(1, 7)]
+    assert points(tmp_path / "trainer", "per_batch") == [(n, 1.0 + (n - 1) % 3) for n in range(1, 7)]
+    assert points(tmp_path / "trainer", "epoch") == [(3, 2.0), (6, 2.0)]
+
+
 def test_model_charts_arguments_are_checked(s):
     from statefire.features import ModelCharts
 
@@ -291,7 +310,8 @@ def test_model_charts_arguments_are_checked(s):
 
 
 def test_a_trigger_writes_ys_current_value_after_the_iteration_moved_the_x_axis(s, tmp_path):
-    """Logging the loss every 2 iterations against n_samples: the x is the iteration's, not the one before."""
+    """Logging the loss every 2 iterations against n_samples, on the output or on a trigger: the x is the
+    iteration's own, not the one before (an output is set before n_samples moves)."""
     trainer = Engine("trainer", lambda engine, batch: 10.0 * batch, data=[1, 2, 3, 4])
     on_output = ScalarChart(trainer.output_ref(every=2), trainer.n_samples_ref, tag="on_output")
     on_trigger = ScalarChart(trainer.output_ref, trainer.n_samples_ref, tag="on_trigger",
@@ -302,8 +322,22 @@ def test_a_trigger_writes_ys_current_value_after_the_iteration_moved_the_x_axis(
     assert on_trigger.trigger.path == "engines.trainer.n_iteration_completed"
     assert on_output.n_written == on_trigger.n_written == 2 and on_output.name == "trainer_output_chart"
     assert on_trigger.name == "trainer_output_chart_2"  # default names are numbered
-    assert points(tmp_path / "trainer", "on_output") == [(1, 20.0), (3, 40.0)]  # n_samples is set after output
+    # Regression: the output's point was written at once, at the previous iteration's n_samples ([(1, 20.0), ...]).
+    assert points(tmp_path / "trainer", "on_output") == [(2, 20.0), (4, 40.0)]
     assert points(tmp_path / "trainer", "on_trigger") == [(2, 20.0), (4, 40.0)]
     with pytest.raises(ValueError, match=r"takes a filter on y_ref .* or a trigger .*, not both"):
         ScalarChart(trainer.output_ref(every=2), trainer.n_samples_ref, tag="both",
                     trigger=trainer.n_iteration_completed_ref)
+
+
+def test_a_chart_warning_points_at_the_users_line(s, tmp_path):
+    """Regression: the warning of a chart skipping a value pointed at frame/dispatch.py; it names the user's line."""
+    trainer = Engine("trainer", lambda engine, batch: torch.zeros(2, 2), data=[1])
+    ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref, strict=False)
+    TensorBoard(tmp_path)
+    with pytest.warns(UserWarning, match="skips what it cannot chart") as record:
+        trainer.run()  # the line the warning must name
+    s.tensor_board.close()
+    (warning,) = [w for w in record if "skips what it cannot chart" in str(w.message)]
+    assert warning.filename == __file__
+    assert warning.lineno == test_a_chart_warning_points_at_the_users_line.__code__.co_firstlineno + 6
