@@ -33,6 +33,7 @@ _EXPORTS = {
     "LRScheduler": "handlers",
     "Timer": "handlers",
     "ProgressBar": "progress",
+    "EpochLog": "console",
     "Clock": "clock",
     "is_main_process": "distributed",
     "CheckpointError": "checkpoint",
