@@ -234,6 +234,7 @@ class Engine(Feature):
                 self._run_epoch()
                 if self._terminate:
                     break
+                self._end_epoch()
                 self.in_epoch = False
                 self.n_epoch_completed += 1
             self.in_epoch = False
@@ -254,6 +255,9 @@ class Engine(Feature):
         return self
 
     # -- the loop -----------------------------------------------------------
+    def _end_epoch(self) -> None:
+        """Called when the epoch's iterations are done, before it completes (a trainer steps here)."""
+
     def _run_epoch(self) -> None:
         values = self.__dict__
         machinery = self._sf
@@ -387,6 +391,29 @@ class Engine(Feature):
         }
         return state_dict
 
+    def check_state_dict(self, state_dict: dict[str, Any]) -> list[str]:
+        """What in `state_dict` does not fit this engine, as `"<path>: expected ..., found ..."`.
+
+        `Checkpoint.load` asks every feature before it restores anything, so a
+        bad file changes nothing.
+        """
+        problems = []
+        data_state = state_dict.get("data_state")
+        if data_state is not None and not (
+            isinstance(data_state, dict) and set(data_state) <= {"epoch_start", "now"}
+        ):
+            problems.append(f"{self.path}.data_state: expected a dict with 'epoch_start' and 'now', found {data_state!r:.80}")
+        elif data_state is not None:
+            generator = _order_generator(self.data)
+            for key in ("epoch_start", "now"):
+                value = data_state.get(key)
+                if value is None or generator is None:
+                    continue
+                problem = _generator_state_problem(generator, value)
+                if problem:
+                    problems.append(f"{self.path}.data_state.{key}: {problem}")
+        return problems
+
     def _load(self, state_dict: dict[str, Any]) -> None:
         super()._load(state_dict)
         self._failed = False  # a restored run is continued, whatever this process did before
@@ -474,6 +501,17 @@ def _order_generator(data: Any) -> Any:
         generator = finder(data)
         if generator is not None:
             return generator
+    return None
+
+
+def _generator_state_problem(generator: Any, value: Any) -> str | None:
+    """Why `value` cannot be `generator`'s state (the same type and size as its own), or None."""
+    current = generator.get_state()
+    if type(value) is not type(current):
+        return f"expected a generator state of type {type(current).__name__}, found {type(value).__name__}"
+    shape, dtype = getattr(current, "shape", None), getattr(current, "dtype", None)
+    if shape is not None and (getattr(value, "shape", None) != shape or getattr(value, "dtype", None) != dtype):
+        return f"expected a generator state of shape {tuple(shape)} and dtype {dtype}, found {tuple(value.shape)} {value.dtype}"
     return None
 
 
