@@ -118,7 +118,7 @@ class SupervisedTrainer(Engine):
         >>> from statefire.features import SupervisedTrainer
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <...>
-        >>> with State() as s:
+        >>> with State() as s:  # doctest: +ELLIPSIS
         ...     model = torch.nn.Linear(2, 1)
         ...     data = [(torch.randn(8, 2), torch.randn(8, 1)) for _ in range(4)]
         ...     trainer = SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
