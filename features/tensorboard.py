@@ -101,7 +101,8 @@ class TensorBoard(Feature):
         # feature, so it survives the removal of the feature's own callbacks), when it is
         # collected (a finalizer on the writers, not on the feature), and at exit (one hook
         # for every TensorBoard, not one more atexit entry per writer).
-        self._on_removed = state.writers.removed_ref.attach(_release_when_removed(weakref.ref(self)))
+        released = _release_when_removed(weakref.ref(self))
+        self._on_removed = released.handle = state.writers.removed_ref.attach(released)
         weakref.finalize(self, _close_writers, self._writers)
         _LIVE.add(self)
         _register_exit_hook()
@@ -209,7 +210,11 @@ def _close_writers(writers: dict[str, Any]) -> None:
 def _release_when_removed(ref: weakref.ref[TensorBoard]) -> Any:
     def released(feature: Any) -> None:
         writer = ref()
-        if writer is not None and feature is writer:
+        if writer is None:  # collected (its finalizer closed the writers): this callback is done too
+            handle = released.__dict__.pop("handle", None)
+            if handle is not None:
+                handle.remove()
+        elif feature is writer:
             writer.release()
 
     return released
