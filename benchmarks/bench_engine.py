@@ -18,6 +18,8 @@ a) dispatch overhead per iteration: a trivial `process` over 100k items, with
 b) the quickstart workload (an MLP on sklearn's digits, a trainer and two
    evaluators computing accuracy and loss each) as a hand-written PyTorch
    loop, with ignite and with statefire; same seeds, same model, same data.
+   The trainer re-asserts train mode at every iteration, as ignite does; the
+   cost of that check is printed after the workload, per iteration.
 c) memory: RSS of the statefire workload after 5 and after 50 epochs.
 
 Targets (issue 3): statefire <= 0.06 x ignite with no callback and <= 0.10 x
@@ -298,7 +300,30 @@ def bench_workload(n_epochs: int, repeats: int) -> int:
         print(f"{_verdict(ratio, target)}  b) {label} {ratio:.3f} "
               f"(target <= {target:.2f}; ratio of minimums {statefire[1] / best:.3f})")
     print()
+    n_steps = n_epochs * len(setup(split)[2])
+    bench_train_mode(statistics.median(seconds["statefire"]) / n_steps)
     return sum(_verdict(ratio, target) == "MISS" for _, ratio, target in checks)
+
+
+def bench_train_mode(seconds_per_step: float, n: int = 1_000_000) -> None:
+    """What re-asserting train mode at every iteration costs: the check the trainer makes, timed
+    against an empty loop, and as a share of one quickstart iteration (step plus evaluations)."""
+    module = torch.nn.Linear(2, 2)
+
+    def check() -> None:
+        for _ in range(n):
+            if not module.training:
+                module.train()
+
+    def empty() -> None:
+        for _ in range(n):
+            pass
+
+    cost = min(_timed(check)[0] - _timed(empty)[0] for _ in range(5)) / n
+    print(f"   train mode re-asserted every iteration (`if not model.training: model.train()`): "
+          f"{cost * 1e9:.0f} ns per iteration, {cost / seconds_per_step:.5%} of a quickstart iteration "
+          f"({seconds_per_step * 1e6:.0f} us)")
+    print()
 
 
 # -- c) memory ------------------------------------------------------------------

@@ -10,6 +10,10 @@ newest complete one and `Checkpoint.load(path)` restores it silently.
 
 from __future__ import annotations
 
+import collections
+import errno
+import io
+import math
 import os
 import pickle
 import random
@@ -146,10 +150,38 @@ class _AtomicDiskSaver(DiskSaver):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temp, path)
-        except BaseException:
+        except BaseException as error:
             temp.unlink(missing_ok=True)
+            full = _space_error(error)
+            if full is not None:
+                raise OSError(
+                    full.errno,
+                    f"{_SPACE_ERRORS[full.errno]} while writing checkpoint {str(path)!r}: the file was not "
+                    "written and the previous checkpoints are intact; free space in that directory "
+                    "(or raise the limit), or give Checkpoint another dirname",
+                    str(path),
+                ) from error
             raise
         _fsync_dir(path.parent)
+
+
+#: The write errors that mean "no room": said by name, with the file.
+_SPACE_ERRORS = {
+    errno.ENOSPC: "no space left on the device (ENOSPC)",
+    errno.EDQUOT: "the disk quota is exceeded (EDQUOT)",
+    errno.EFBIG: "the file is larger than the file-size limit (EFBIG)",
+}
+
+
+def _space_error(error: BaseException | None) -> OSError | None:
+    """The out-of-space OSError behind `error` (torch's writer wraps it in a RuntimeError), if any."""
+    for _ in range(8):
+        if error is None:
+            return None
+        if isinstance(error, OSError) and error.errno in _SPACE_ERRORS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -182,8 +214,12 @@ class Checkpoint(Feature):
         n_saved: how many files to keep (None keeps all).
         score_ref: keep the best `n_saved` files by this value (e.g. a
             validation accuracy's `value_ref`) instead of the last ones.
-        mode: `"max"` or `"min"`: which scores are best.
-        prefix: file names are `<prefix>_<save number>.pt`.
+        mode: `"max"` or `"min"`: which scores are best. A NaN score ranks
+            below every real one: it never displaces a real score's file.
+        prefix: file names are `<prefix>_<save number>.pt`; by default the
+            feature's name, so two checkpoints in one directory (the last
+            files and the best one) keep separate series. Two checkpoints of
+            one State with the same directory and prefix are refused.
         name: the feature's name (default `checkpoint`).
 
     Example:
@@ -217,7 +253,7 @@ class Checkpoint(Feature):
         n_saved: int | None = 2,
         score_ref: Ref | FilteredRef | None = None,
         mode: str = "max",
-        prefix: str = "checkpoint",
+        prefix: str | None = None,
         name: str | None = None,
     ) -> None:
         trigger = as_ref(trigger, "trigger of Checkpoint")
@@ -231,26 +267,26 @@ class Checkpoint(Feature):
             raise ValueError(f"n_saved of Checkpoint must be a positive int or None (keep all), got {n_saved!r}")
         if mode not in ("max", "min"):
             raise ValueError(f"mode of Checkpoint must be 'max' or 'min', got {mode!r}")
-        if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix):
+        if prefix is not None and (not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix)):
             raise ValueError(f"prefix of Checkpoint must be a plain file-name part, got {prefix!r}")
+        if dirname is not None:
+            _check_directory(Path(dirname))
         if score_ref is not None:
             score_ref = as_ref(score_ref, "score_ref of Checkpoint")
         super().__init__(name=name)
         for ref, argument in ((trigger, "trigger"), (score_ref, "score_ref")):
-            if ref is not None and getattr(ref.owner, "state", None) is not self.state:
-                raise ValueError(
-                    f"{argument} of checkpoint {self.name!r} ({ref.path}) belongs to another State; "
-                    "create both inside the same `with State():` block"
-                )
+            if ref is not None:
+                _engine.check_same_state(ref, self, f"{argument} of checkpoint {self.name!r} ({ref.path})")
         self._dirname = None if dirname is None else Path(dirname)
         self._saver: _AtomicDiskSaver | None = None
         self.trigger = trigger
         self.n_saved = n_saved
         self.score_ref = score_ref
         self.mode = mode
-        self.prefix = prefix
+        self.prefix = self.name if prefix is None else prefix
         self._pending: dict[str, Any] | None = None
         if self._dirname is not None:
+            self._check_series()
             self.clean_temp_files()
         trigger.attach(self.save, priority=CHECKPOINT_PRIORITY)
 
@@ -259,8 +295,25 @@ class Checkpoint(Feature):
         """The directory of the files: the one given, else the State's Run or tree node's."""
         if self._dirname is None:
             self._dirname = artifact_dir(self.state, CHECKPOINTS, "Checkpoint()")
+            self._check_series()
             self.clean_temp_files()
         return self._dirname
+
+    def _check_series(self) -> None:
+        """Refuse a second checkpoint writing the same file names: each would delete the other's files."""
+        state = self.state
+        if state is None:
+            return
+        here = _same_place(self._dirname)
+        for other in state.features:
+            if other is self or not isinstance(other, Checkpoint) or other._dirname is None:
+                continue
+            if other.prefix == self.prefix and _same_place(other._dirname) == here:
+                raise ValueError(
+                    f"checkpoints {other.name!r} and {self.name!r} would both write {self.prefix}_<n>.pt in "
+                    f"{str(self._dirname)!r}, and each would delete the other's files; give them different "
+                    "prefixes (leave prefix out: each is then named after its checkpoint) or directories"
+                )
 
     # -- saving -------------------------------------------------------------
     def save(self) -> Path | None:
@@ -272,9 +325,10 @@ class Checkpoint(Feature):
         if self.n_saved is not None and len(entries) > self.n_saved:
             order = sorted(entries, key=self._rank)  # worst first
             dropped = order[: len(entries) - self.n_saved]
-            if [number, score, filename] in dropped:
+            gone = {entry[0] for entry in dropped}  # by save number: a NaN score equals nothing
+            if number in gone:
                 return None  # not among the best: nothing to write
-            entries = [e for e in entries if e not in dropped]
+            entries = [e for e in entries if e[0] not in gone]
         else:
             dropped = []
         path = self.dirname / filename
@@ -287,7 +341,7 @@ class Checkpoint(Feature):
                 "version": _VERSION,
                 "save_number": number,
                 "score": score,
-                "state": self.state.state_dict(),
+                "state": _plain(self.state.state_dict(), path),
                 "rng": _rng_states(),
             }
         finally:
@@ -318,11 +372,14 @@ class Checkpoint(Feature):
             ) from None
         return score
 
-    def _rank(self, entry: list[Any]) -> tuple[float, int]:
+    def _rank(self, entry: list[Any]) -> tuple[int, float, int]:
+        """Worst first: NaN scores below every real one (a NaN never displaces a real score), then by score."""
         number, score, _ = entry
         if score is None:
-            return (float(number), number)
-        return (score if self.mode == "max" else -score, number)
+            return (1, float(number), number)
+        if math.isnan(score):
+            return (0, 0.0, number)
+        return (1, score if self.mode == "max" else -score, number)
 
     def clean_temp_files(self) -> list[Path]:
         """Delete the temp files a killed save left behind; returns them."""
@@ -341,21 +398,40 @@ class Checkpoint(Feature):
 
     # -- finding and loading ----------------------------------------------------
     @staticmethod
-    def latest(dirname: str | os.PathLike[str], prefix: str = "checkpoint") -> Path | None:
-        """The newest complete checkpoint in `dirname` by save number, or None.
+    def latest(dirname: str | os.PathLike[str], prefix: str | None = None) -> Path | None:
+        """The newest complete checkpoint of one series in `dirname` by save number, or None.
 
-        Temp files of an interrupted save are ignored, and so is a file that
-        is not a complete zip archive (torch's format).
+        A series is the files of one checkpoint, `<prefix>_<n>.pt`; a
+        checkpoint's prefix is by default its name. Without `prefix`: the
+        series `checkpoint` (a checkpoint created without a name), else the
+        only series in the directory; with several others (`last` and
+        `best`), pass the prefix of the one you want. Temp files of an interrupted save are ignored, and
+        so is a file that is not a complete zip archive (torch's format).
+
+        Raises:
+            CheckpointError: without `prefix`, the directory holds several
+                series and none is named `checkpoint`.
         """
         directory = Path(dirname)
         if not directory.is_dir():
             return None
-        pattern = re.compile(rf"{re.escape(prefix)}_(\d+)\.pt")
-        numbered = []
+        series: dict[str, list[tuple[int, Path]]] = {}
         for path in directory.iterdir():
-            match = pattern.fullmatch(path.name)
+            match = _FILE_NAME.fullmatch(path.name)
             if match:
-                numbered.append((int(match.group(1)), path))
+                series.setdefault(match.group(1), []).append((int(match.group(2)), path))
+        if prefix is None and _DEFAULT_PREFIX in series:
+            prefix = _DEFAULT_PREFIX
+        if prefix is None:
+            if len(series) > 1:
+                raise CheckpointError(
+                    f"{str(directory)!r} holds several checkpoint series ({', '.join(sorted(series))}); "
+                    "pass prefix=... to Checkpoint.latest to say which, e.g. "
+                    f"Checkpoint.latest({str(directory)!r}, prefix={sorted(series)[0]!r})"
+                )
+            numbered = next(iter(series.values()), [])
+        else:
+            numbered = series.get(prefix, [])
         for _, path in sorted(numbered, reverse=True):
             if zipfile.is_zipfile(path):
                 return path
@@ -431,6 +507,16 @@ class Checkpoint(Feature):
         path = Path(path)
         payload = Checkpoint.read(path)
         state = state or State.current()
+        # All or nothing: every check runs before anything is restored, so a file that
+        # does not fit leaves the State as it was (no counters over fresh weights).
+        _check_payload(payload, path)
+        problems = _state_problems(state, payload["state"])
+        if problems:
+            shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} does not fit this State, nothing was restored: {shown}; "
+                "build the State as it was when the file was saved"
+            )
         try:
             state.load_state_dict(payload["state"], strict=strict)
         except FrameError as error:
@@ -491,6 +577,157 @@ def _announce_resume(state: State, info: ResumeInfo) -> None:
         return
     for writer in writers:
         writer.purge_step = step
+
+
+_DEFAULT_PREFIX = "checkpoint"  # the default name of a Checkpoint, so of its files
+_FILE_NAME = re.compile(r"(.+)_(\d+)\.pt")
+
+
+def _same_place(directory: Path | None) -> Path | None:
+    return None if directory is None else Path(os.path.abspath(directory))
+
+
+def _check_directory(directory: Path) -> None:
+    """Refuse a checkpoint directory that is a file (or under one), at construction."""
+    for place in (directory, *directory.parents):
+        if place.exists():
+            if place.is_dir():
+                return
+            where = "is a file" if place == directory else f"is under {str(place)!r}, which is a file"
+            raise NotADirectoryError(
+                f"dirname of Checkpoint {str(directory)!r} {where}, not a directory; "
+                "give a directory (it is created if needed), e.g. 'checkpoints'"
+            )
+
+
+#: Leaf types the safe loader reads back as they are.
+_PLAIN_ATOMS = frozenset({type(None), bool, int, float, str, bytes, torch.Size, torch.dtype, torch.device})
+
+
+def _plain(value: Any, file: Path, path: str = "") -> Any:
+    """`value` with numpy scalars as Python numbers and numpy arrays as tensors, checked loadable.
+
+    A file must never hold what `torch.load(weights_only=True)` refuses: that
+    is found out only at resume, when every file is unusable. Anything that is
+    not plain data is refused here, naming its path in the state.
+    """
+    cls = value.__class__
+    if cls in _PLAIN_ATOMS or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, dict):
+        items = {key: _plain(item, file, f"{path}.{key}" if path else str(key)) for key, item in value.items()}
+        for key in items:
+            if key.__class__ not in _PLAIN_ATOMS:
+                _refuse(key, file, f"{path}[key {key!r}]")
+        if cls is dict or cls is collections.OrderedDict:
+            return items if cls is dict else collections.OrderedDict(items)
+        return _checked(value, file, path)  # a dict subclass: kept only if it loads back
+    if cls is list or cls is tuple:
+        return cls(_plain(item, file, f"{path}[{i}]") for i, item in enumerate(value))
+    if isinstance(value, np.generic) and value.dtype.kind in "biufc":
+        return value.item()  # np.float64(1e-3) -> 1e-3, exactly
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
+        return torch.from_numpy(np.array(value))  # a copy: the state keeps its own array
+    return _checked(value, file, path)
+
+
+def _checked(value: Any, file: Path, path: str) -> Any:
+    """`value` if the safe loader reads it back (a type we do not know), else a clear refusal."""
+    buffer = io.BytesIO()
+    try:
+        torch.save(value, buffer)
+        buffer.seek(0)
+        torch.load(buffer, weights_only=True)
+    except Exception:
+        _refuse(value, file, path)
+    return value
+
+
+def _refuse(value: Any, file: Path, path: str) -> None:
+    raise CheckpointError(
+        f"cannot save checkpoint {str(file)!r}: {path or 'the state'} holds {type(value).__module__}."
+        f"{type(value).__qualname__} {value!r:.60}, which the safe loader (torch.load(weights_only=True)) "
+        "refuses, so the file could never be loaded; keep plain data in the state (numbers, strings, "
+        "lists, dicts, tensors), e.g. convert it in the feature's state_dict"
+    )
+
+
+def _check_payload(payload: dict[str, Any], path: Path) -> None:
+    """The checkpoint's own fields: version, save number, state, RNG states."""
+    name = str(path)
+    for key in ("version", "save_number", "state", "rng"):
+        if key not in payload:
+            raise CheckpointError(
+                f"checkpoint {name!r} has no {key!r} entry (found {sorted(payload)}); it is damaged or was not "
+                "written by Checkpoint; use another file"
+            )
+    version = payload["version"]
+    if version != _VERSION:
+        raise CheckpointError(
+            f"checkpoint {name!r} has format version {version!r}; this statefire reads version {_VERSION}"
+            + (": it was written by a newer statefire, upgrade to load it" if isinstance(version, int) and version > _VERSION else "")
+        )
+    number = payload["save_number"]
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise CheckpointError(f"checkpoint {name!r}: save_number must be a positive int, found {number!r}")
+    if not isinstance(payload["state"], dict):
+        raise CheckpointError(f"checkpoint {name!r}: state must be a dict, found {type(payload['state']).__name__}")
+    problem = _rng_problem(payload["rng"])
+    if problem:
+        raise CheckpointError(f"checkpoint {name!r}: {problem}; nothing was restored")
+
+
+def _rng_problem(rng: Any) -> str | None:
+    """Why `rng` cannot be restored, tried on scratch generators so nothing global changes, or None."""
+    if not isinstance(rng, dict):
+        return f"rng must be a dict of RNG states, found {type(rng).__name__}"
+    for key in ("python", "numpy", "torch"):
+        if key not in rng:
+            return f"rng has no {key!r} state (found {sorted(rng)})"
+    try:
+        version, internal, gauss = rng["python"]
+        random.Random().setstate((version, tuple(internal), gauss))
+    except (TypeError, ValueError, OverflowError):
+        return "rng.python: expected random.getstate() as (version, 625 ints, gauss)"
+    try:
+        name, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.RandomState().set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    except (TypeError, ValueError, OverflowError):
+        return "rng.numpy: expected [name, 624 uint32 keys, pos, has_gauss, cached]"
+    state = rng["torch"]
+    if not isinstance(state, torch.Tensor):
+        return f"rng.torch: expected a uint8 tensor (torch.get_rng_state()), found {type(state).__name__}"
+    try:
+        torch.Generator().set_state(state)
+    except (TypeError, ValueError, RuntimeError):
+        return f"rng.torch: expected a uint8 tensor like torch.get_rng_state() (shape {tuple(torch.get_rng_state().shape)}), found {state.dtype} of shape {tuple(state.shape)}"
+    if not isinstance(rng.get("cuda", []), list):
+        return f"rng.cuda: expected a list of tensors, found {type(rng['cuda']).__name__}"
+    return None
+
+
+def _state_problems(state: State, saved: dict[str, Any]) -> list[str]:
+    """Every value of `saved` that the State's features would refuse, as `"<path>: expected ..."`.
+
+    Counters must be non-negative ints; a feature with `check_state_dict(section)`
+    (engines, models, optimizers, trainers) checks the rest of its section.
+    """
+    problems: list[str] = []
+    for feature in state.features:
+        section = saved.get(feature.category)
+        given = section.get(feature.name) if isinstance(section, dict) else None
+        if not isinstance(given, dict):
+            continue  # missing: the strict key check reports it
+        cls = type(feature)
+        for key, value in given.items():
+            if isinstance(getattr(cls, str(key), None), Counter) and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                problems.append(f"{feature.path}.{key}: expected a counter (an int >= 0), found {value!r:.40}")
+        check = getattr(feature, "check_state_dict", None)
+        if callable(check):
+            problems.extend(check(given))
+    return problems
 
 
 def _corrupted(path: Path, error: BaseException) -> CheckpointError:

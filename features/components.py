@@ -40,6 +40,29 @@ class Model(Feature):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "module": self.module.state_dict()}
 
+    def check_state_dict(self, state_dict: dict[str, Any]) -> list[str]:
+        """What in `state_dict` does not fit the module: missing or extra entries, other shapes."""
+        saved = state_dict.get("module")
+        where = f"{self.path}.module"
+        if saved is None:
+            return []
+        if not isinstance(saved, dict):
+            return [f"{where}: expected the module's state dict, found {type(saved).__name__}"]
+        own = self.module.state_dict()
+        problems = [f"{where}.{key}: missing (the model has it)" for key in own if key not in saved]
+        problems += [f"{where}.{key}: not in the model" for key in saved if key not in own]
+        for key, tensor in own.items():
+            value = saved.get(key)
+            if key not in saved or not isinstance(tensor, torch.Tensor):
+                continue
+            if not isinstance(value, torch.Tensor):
+                problems.append(f"{where}.{key}: expected a tensor, found {type(value).__name__}")
+            elif value.shape != tensor.shape:
+                problems.append(
+                    f"{where}.{key}: expected shape {tuple(tensor.shape)} (the model's), found {tuple(value.shape)}"
+                )
+        return problems
+
     def _load(self, state_dict: dict[str, Any]) -> None:
         super()._load(state_dict)
         if "module" in state_dict:
@@ -125,6 +148,28 @@ class Optimizer(Feature):
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def check_state_dict(self, state_dict: dict[str, Any]) -> list[str]:
+        """What in `state_dict` does not fit the optimizer: another number of groups or of parameters."""
+        saved = state_dict.get("optimizer")
+        where = f"{self.path}.optimizer"
+        if saved is None:
+            return []
+        groups = saved.get("param_groups") if isinstance(saved, dict) else None
+        if not isinstance(groups, list) or not isinstance(saved.get("state"), dict):
+            return [f"{where}: expected a torch optimizer state dict (state, param_groups), found {saved!r:.60}"]
+        own = self.optimizer.param_groups
+        if len(groups) != len(own):
+            return [f"{where}.param_groups: expected {len(own)} groups (the optimizer's), found {len(groups)}"]
+        problems = []
+        for index, (group, mine) in enumerate(zip(groups, own)):
+            params = group.get("params") if isinstance(group, dict) else None
+            if not isinstance(params, list) or len(params) != len(mine["params"]):
+                found = len(params) if isinstance(params, list) else type(params).__name__
+                problems.append(
+                    f"{where}.param_groups[{index}].params: expected {len(mine['params'])} parameters, found {found}"
+                )
+        return problems
 
     def _load(self, state_dict: dict[str, Any]) -> None:
         super()._load(state_dict)

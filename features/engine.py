@@ -7,13 +7,14 @@ generator by duck typing (`get_state` / `set_state`) for exact resume.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from statefire.frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, wiring
 from statefire.frame.errors import FrameError
 
-__all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError", "ORDER_GENERATOR_FINDERS", "engine_behind"]
+__all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError", "ORDER_GENERATOR_FINDERS", "engine_behind", "check_same_state"]
 
 #: Engines following a ref run before ordinary callbacks on it, so a chart or a
 #: checkpoint on the same ref reads the metrics they produced.
@@ -88,10 +89,18 @@ class Engine(Feature):
     ) -> None:
         if not callable(process):
             raise TypeError(f"process of engine {name!r} must be callable as process(engine, batch), got {process!r}")
+        if batch_size_fn is not None and not callable(batch_size_fn):
+            raise TypeError(
+                f"batch_size_fn of engine {name!r} must be callable as batch_size_fn(batch) -> int, "
+                f"got {type(batch_size_fn).__name__}: {batch_size_fn!r}; leave it out to count the first "
+                "dimension of the batch's first tensor"
+            )
+        _check_data(data, name)
         super().__init__(name=name)
         self.process = process
         self._inferred_length: int | None = None  # the epoch length last found from the data
         self._iterator: Iterator[Any] | None = None
+        self._failed = False  # the last run stopped on an exception in this process
         self.data = data
         self.n_epochs = _positive_int(n_epochs, "n_epochs", name)
         self.epoch_length = None if epoch_length is None else _positive_int(epoch_length, "epoch_length", name)
@@ -109,17 +118,24 @@ class Engine(Feature):
     def follow(self, ref: Ref | FilteredRef) -> None:
         """Run this engine whenever `ref` fires (what `run_on=` does)."""
         ref = as_ref(ref, f"run_on of engine {self.name!r}")
-        other = getattr(ref.owner, "state", None)
-        if other is not self.state:
-            raise ValueError(
-                f"engine {self.name!r} cannot run on {ref.path}: it belongs to another State; "
-                "create both inside the same `with State():` block"
-            )
+        check_same_state(ref, self, f"engine {self.name!r} cannot run on {ref.path}")
         self.run_on = ref
         ref.attach(self._run_on_fire, priority=RUN_ON_PRIORITY)
 
     def _run_on_fire(self) -> None:
         self.run()
+
+    def _abandon_run(self) -> None:
+        """End a run that stopped on an exception, silently, so the next `run()` starts afresh.
+
+        `n_run_completed` counts it (runs ended), without an event: nothing completed.
+        """
+        values = self.__dict__
+        values["n_run_completed"] = values["n_run_started"]
+        values["in_epoch"] = False
+        self._iterator = None
+        self._restore_data_state = None
+        self._failed = False
 
     @property
     def data(self) -> Iterable[Any] | None:
@@ -134,6 +150,7 @@ class Engine(Feature):
 
     @data.setter
     def data(self, data: Iterable[Any] | None) -> None:
+        _check_data(data, self.name)
         self._data = data
         self._iterator = None
         if not self.run_in_progress and self.epoch_length is not None and self.epoch_length == self._inferred_length:
@@ -175,6 +192,11 @@ class Engine(Feature):
                 f"engine {self.name!r} is already running (iteration {self.n_iteration_completed}); "
                 "an engine cannot run inside its own run: give the nested run its own Engine"
             )
+        if self._failed and (self.run_on is not None or (data is not None and data is not self._data)):
+            # A follower whose last run died starts afresh: the rest of a stale evaluation
+            # would mix results of two models. New data after a failed run gets a new run
+            # over it, not the rest of the failed one with the old epoch length.
+            self._abandon_run()
         if data is not None:
             self.data = data
         if n_epochs is not None:
@@ -205,22 +227,27 @@ class Engine(Feature):
                 self.n_run_started += 1
             while not self._terminate and self.n_epoch_completed - self.run_first_epoch < self.n_epochs:
                 if not self.in_epoch:
+                    self._stop_epoch = self._terminate  # a callback on the epoch start may stop it
                     self.in_epoch = True
                     self.epoch_iteration = 0
                     self.n_epoch_started += 1
                 self._run_epoch()
                 if self._terminate:
                     break
+                self._end_epoch()
                 self.in_epoch = False
                 self.n_epoch_completed += 1
             self.in_epoch = False
+            self._failed = False
             self.n_run_completed += 1
-        except Exception as error:
+        except BaseException as error:
+            # Any exit, KeyboardInterrupt included, leaves the engine the same way: a retry
+            # resumes like a restore, the same order, from the batch that did not complete.
             note = f"in engine {self.name!r} at iteration {self.n_iteration_started} (epoch {self.n_epoch_started})"
             _add_note(error, note)
-            # A retry resumes like a restore: the same order, from the failed batch.
             self._iterator = None
             self._restore_data_state = self._data_state if self.in_epoch else None
+            self._failed = True
             self.exception = error
             raise
         finally:
@@ -228,6 +255,9 @@ class Engine(Feature):
         return self
 
     # -- the loop -----------------------------------------------------------
+    def _end_epoch(self) -> None:
+        """Called when the epoch's iterations are done, before it completes (a trainer steps here)."""
+
     def _run_epoch(self) -> None:
         values = self.__dict__
         machinery = self._sf
@@ -240,7 +270,8 @@ class Engine(Feature):
         restarted_at = -1
         version = -1
         fire_batch = fire_started = fire_output = fire_samples = fire_done = fire_completed = None
-        self._stop_epoch = False
+        if self._stop_epoch:  # terminate() or terminate_epoch() on the epoch start: no iteration runs
+            return
         iterator = self._epoch_iterator()
         while epoch_length is None or done < epoch_length:
             for batch in iterator:
@@ -264,7 +295,13 @@ class Engine(Feature):
                 if size_fn is None and type(batch) is not size_type:
                     size_type = type(batch)
                     size = _size_rule(batch)
-                n = values["n_samples"] + (size if size.__class__ is int else size(batch))
+                if size.__class__ is int:
+                    n = values["n_samples"] + size
+                else:
+                    n = size(batch)
+                    if n.__class__ is not int or n < 0:
+                        n = _batch_size(n, self.name, size is size_fn)
+                    n += values["n_samples"]
                 values["n_samples"] = n
                 if fire_samples is not None:
                     fire_samples(n)
@@ -354,8 +391,32 @@ class Engine(Feature):
         }
         return state_dict
 
+    def check_state_dict(self, state_dict: dict[str, Any]) -> list[str]:
+        """What in `state_dict` does not fit this engine, as `"<path>: expected ..., found ..."`.
+
+        `Checkpoint.load` asks every feature before it restores anything, so a
+        bad file changes nothing.
+        """
+        problems = []
+        data_state = state_dict.get("data_state")
+        if data_state is not None and not (
+            isinstance(data_state, dict) and set(data_state) <= {"epoch_start", "now"}
+        ):
+            problems.append(f"{self.path}.data_state: expected a dict with 'epoch_start' and 'now', found {data_state!r:.80}")
+        elif data_state is not None:
+            generator = _order_generator(self.data)
+            for key in ("epoch_start", "now"):
+                value = data_state.get(key)
+                if value is None or generator is None:
+                    continue
+                problem = _generator_state_problem(generator, value)
+                if problem:
+                    problems.append(f"{self.path}.data_state.{key}: {problem}")
+        return problems
+
     def _load(self, state_dict: dict[str, Any]) -> None:
         super()._load(state_dict)
+        self._failed = False  # a restored run is continued, whatever this process did before
         data_state = state_dict.get("data_state") or {}
         generator = _order_generator(self.data)
         if generator is not None and data_state.get("now") is not None:
@@ -363,6 +424,50 @@ class Engine(Feature):
         mid_epoch = self.epoch_iteration and self.in_epoch and self.run_in_progress
         self._restore_data_state = data_state.get("epoch_start") if mid_epoch else None
         self._iterator = None
+
+
+def check_same_state(ref: Ref | FilteredRef, feature: Feature, what: str) -> None:
+    """Refuse a ref of a removed feature or of another State than `feature`'s, saying which."""
+    owner = ref.owner
+    other = owner._sf.state
+    if other is feature.state:
+        return
+    if other is None:
+        kind = type(owner).__name__
+        raise ValueError(
+            f"{what}: its {kind} {owner.path} was removed from its State; "
+            "use a feature that is in the State (create it again if it was removed on purpose)"
+        )
+    raise ValueError(f"{what}: it belongs to another State; create both inside the same `with State():` block")
+
+
+def _check_data(data: Any, engine: str) -> None:
+    """Refuse data that cannot be iterated, at construction rather than at the first epoch."""
+    if data is None or hasattr(type(data), "__iter__") or hasattr(type(data), "__getitem__"):
+        return
+    raise TypeError(
+        f"data of engine {engine!r} must be an iterable of batches (a list, a DataLoader, a generator, ...), "
+        f"got {type(data).__name__}: {data!r}; for a process called without batches pass data=None "
+        "and epoch_length=..."
+    )
+
+
+def _batch_size(value: Any, engine: str, from_fn: bool) -> int:
+    """A batch size as an int: integral numbers (numpy ints, 0-d integer tensors, 3.0) convert."""
+    number: Any = None
+    if not isinstance(value, bool):
+        try:
+            number = operator.index(value)
+        except TypeError:
+            if isinstance(value, float) and value.is_integer():
+                number = int(value)
+    if number is not None and number >= 0:
+        return number
+    source = "batch_size_fn" if from_fn else "the batch size rule"
+    raise ValueError(
+        f"{source} of engine {engine!r} returned {value!r} of type {type(value).__name__}; "
+        "n_samples counts samples, so it must return a non-negative whole number (an int)"
+    )
 
 
 def _positive_int(value: Any, argument: str, engine: str) -> int:
@@ -396,6 +501,17 @@ def _order_generator(data: Any) -> Any:
         generator = finder(data)
         if generator is not None:
             return generator
+    return None
+
+
+def _generator_state_problem(generator: Any, value: Any) -> str | None:
+    """Why `value` cannot be `generator`'s state (the same type and size as its own), or None."""
+    current = generator.get_state()
+    if type(value) is not type(current):
+        return f"expected a generator state of type {type(current).__name__}, found {type(value).__name__}"
+    shape, dtype = getattr(current, "shape", None), getattr(current, "dtype", None)
+    if shape is not None and (getattr(value, "shape", None) != shape or getattr(value, "dtype", None) != dtype):
+        return f"expected a generator state of shape {tuple(shape)} and dtype {dtype}, found {tuple(value.shape)} {value.dtype}"
     return None
 
 

@@ -194,11 +194,35 @@ def _pair(value: Any, metric: Metric) -> tuple[Any, Any]:
     return y_pred, y
 
 
+def _one_number(value: Any, metric: Metric) -> Any:
+    """`value` as one number to average: a one-element tensor (kept on its device) or a real number."""
+    if hasattr(value, "detach") and hasattr(value, "numel"):
+        if value.numel() == 1 and not value.is_complex():
+            return value.detach().reshape(())
+        problem = f"a tensor of shape {tuple(value.shape)}"
+    elif isinstance(value, bool) or isinstance(value, (str, bytes)):
+        problem = f"{type(value).__name__} {value!r:.60}"
+    else:
+        try:
+            return float(value)  # numpy scalars, Fractions, Decimals, ...
+        except (TypeError, ValueError):
+            problem = f"{type(value).__name__} {value!r:.60}"
+    raise TypeError(
+        f"metric {metric.name!r} ({type(metric).__name__}) averages single numbers, but "
+        f"{metric.input_ref.path} gave {problem}; follow a scalar, e.g. the trainer's loss, or reduce "
+        "the value first with an OutputHandler(ref, lambda out: ...)"
+    )
+
+
 class Accuracy(Metric):
     """The fraction of correct predictions, from `(y_pred, y)`.
 
     `y_pred` holds class scores (`(N, C)`, argmax taken) or, with the same
-    shape as `y`, probabilities of the positive class (thresholded at 0.5).
+    shape as `y`, either class ids (an integer or bool tensor, compared as
+    they are) or probabilities of the positive class (a floating tensor,
+    thresholded at 0.5; `y` must then be binary, 0 or 1, as ignite requires:
+    floating class ids against multiclass targets are refused rather than
+    scored as probabilities).
     """
 
     accumulators = summed = ("n_correct", "n_total")
@@ -212,7 +236,17 @@ class Accuracy(Metric):
         if y_pred.ndim == y.ndim + 1:
             predicted = y_pred.argmax(dim=1)
         elif y_pred.shape == y.shape:
-            predicted = (y_pred > 0.5).to(y.dtype)
+            if not y_pred.is_floating_point():
+                predicted = y_pred  # class ids
+            else:
+                if bool(((y != 0) & (y != 1)).any()):
+                    raise ValueError(
+                        f"metric {self.name!r}: y_pred has the shape of y and holds floats, read as "
+                        f"probabilities of the positive class, but y holds class ids other than 0 and 1 "
+                        f"(e.g. {int(y[(y != 0) & (y != 1)][0])}); give class scores (N, C), or class ids "
+                        "as an integer tensor (y_pred.argmax(dim=1), or y_pred.long())"
+                    )
+                predicted = (y_pred > 0.5).to(y.dtype)
         else:
             raise ValueError(
                 f"metric {self.name!r}: y_pred of shape {tuple(y_pred.shape)} does not fit y of shape "
@@ -268,8 +302,8 @@ class AverageOutput(Metric):
         self.count = 0
 
     def update(self, value: Any) -> None:
-        if hasattr(value, "detach"):
-            value = value.detach()
+        if value.__class__ is not float and value.__class__ is not int:
+            value = _one_number(value, self)
         self.total = self.total + value
         self.count += 1
 
@@ -312,7 +346,7 @@ class RunningAverage(Metric):
         self.average: float | None = None
 
     def update(self, value: Any) -> None:
-        value = float(value)
+        value = float(value if value.__class__ is float or value.__class__ is int else _one_number(value, self))
         group = process_group()
         if group is not None:  # as ignite's: the mean over the processes enters the average
             value = _sum_over_processes(group, value) / group.get_world_size()

@@ -9,7 +9,7 @@ object) and create the requested metrics as peers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -100,8 +100,12 @@ class SupervisedTrainer(Engine):
         non_blocking: passed to `tensor.to`.
         prepare_batch: `fn(batch, device, non_blocking) -> (x, y)`.
         output_transform: `fn(x, y, y_pred, loss) -> output`.
-        gradient_accumulation_steps: step the optimizer every N iterations,
-            with the loss scaled by 1/N.
+        gradient_accumulation_steps: step the optimizer every N iterations
+            of an epoch, with the loss scaled by 1/N, and at the end of every
+            epoch (as Lightning's `accumulate_grad_batches`): a window never
+            spans an epoch end, so an end-of-epoch checkpoint holds no pending
+            gradients. A checkpoint inside a window saves the gradients
+            accumulated so far, so a resume from any position is exact.
         amp_mode: `"amp"` runs the forward pass and the loss under
             `torch.autocast` for the model's device (float16 on CUDA,
             bfloat16 on CPU), as ignite's `amp_mode="amp"`.
@@ -114,7 +118,7 @@ class SupervisedTrainer(Engine):
         >>> from statefire.features import SupervisedTrainer
         >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
         <...>
-        >>> with State() as s:
+        >>> with State() as s:  # doctest: +ELLIPSIS
         ...     model = torch.nn.Linear(2, 1)
         ...     data = [(torch.randn(8, 2), torch.randn(8, 1)) for _ in range(4)]
         ...     trainer = SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1),
@@ -160,47 +164,90 @@ class SupervisedTrainer(Engine):
             scaler = torch.amp.GradScaler(_device_type(device, model))
         self.scaler: torch.amp.GradScaler | None = scaler or None
 
-    def run(self, *args: Any, **kwargs: Any) -> Engine:
-        self.model.module.train()  # once per run; evaluators restore the mode they found
-        return super().run(*args, **kwargs)
-
     def _step(self, batch: Any) -> Any:
         module = self.model.module
+        if not module.training:
+            # Every iteration, as ignite: a callback may have switched the model to eval
+            # mode (sampling, a hand-made validation) and not back. One attribute read.
+            module.train()
         optimizer = self.optimizer.optimizer
         steps = self.gradient_accumulation_steps
-        iteration = self.n_iteration_started
-        if (iteration - 1) % steps == 0:
+        position = self.epoch_iteration  # iterations of this epoch before this one
+        if position % steps == 0:
             optimizer.zero_grad()
         x, y = self.prepare_batch(batch, self.device, self.non_blocking)
         with self._autocast(self.device, module):
             y_pred = module(x)
             loss = self.loss_fn(y_pred, y)
         scaled = loss / steps if steps > 1 else loss
-        scaler = self.scaler
-        if scaler is None:
+        if self.scaler is None:
             scaled.backward()
-            if iteration % steps == 0:
-                optimizer.step()
         else:
-            scaler.scale(scaled).backward()
-            if iteration % steps == 0:
-                scaler.step(optimizer)
-                scaler.update()
+            self.scaler.scale(scaled).backward()
+        if (position + 1) % steps == 0:
+            self._optimizer_step()
         if self.output_transform is not None:
             return self.output_transform(x, y, y_pred, loss)
         return loss.detach()
 
+    def _optimizer_step(self) -> None:
+        scaler = self.scaler
+        if scaler is None:
+            self.optimizer.optimizer.step()
+        else:
+            scaler.step(self.optimizer.optimizer)
+            scaler.update()
+
+    def _end_epoch(self) -> None:
+        """Step on the gradients of a partial window at the epoch end (Lightning's rule)."""
+        if self.epoch_iteration % self.gradient_accumulation_steps:
+            self._optimizer_step()
+
+    def _parameters(self) -> list[torch.Tensor]:
+        return [p for group in self.optimizer.optimizer.param_groups for p in group["params"]]
+
+    def _pending_grads(self) -> list[torch.Tensor | None] | None:
+        """The gradients accumulated in the current window, or None at a window boundary."""
+        steps = self.gradient_accumulation_steps
+        if steps == 1 or not self.in_epoch or self.epoch_iteration % steps == 0:
+            return None
+        return [None if p.grad is None else p.grad.detach().clone() for p in self._parameters()]
 
     def state_dict(self) -> dict[str, Any]:
         state_dict = super().state_dict()
         if self.scaler is not None:
             state_dict["scaler"] = self.scaler.state_dict()
+        if self.gradient_accumulation_steps > 1:
+            state_dict["pending_grads"] = self._pending_grads()
         return state_dict
+
+    def check_state_dict(self, state_dict: dict[str, Any]) -> list[str]:
+        """What in `state_dict` does not fit this trainer (checked before anything is restored)."""
+        problems = super().check_state_dict(state_dict)
+        grads = state_dict.get("pending_grads")
+        if grads is None:
+            return problems
+        parameters = self._parameters()
+        where = f"{self.path}.pending_grads"
+        if not isinstance(grads, list) or len(grads) != len(parameters):
+            count = len(grads) if isinstance(grads, list) else type(grads).__name__
+            return [*problems, f"{where}: expected a list of {len(parameters)} gradients "
+                               f"(one per optimized parameter), found {count}"]
+        for index, (grad, parameter) in enumerate(zip(grads, parameters)):
+            if grad is not None and (not isinstance(grad, torch.Tensor) or grad.shape != parameter.shape):
+                found = tuple(grad.shape) if isinstance(grad, torch.Tensor) else type(grad).__name__
+                problems.append(f"{where}[{index}]: expected a tensor of shape {tuple(parameter.shape)}, found {found}")
+        return problems
 
     def _load(self, state_dict: dict[str, Any]) -> None:
         super()._load(state_dict)
         if self.scaler is not None and "scaler" in state_dict:
             self.scaler.load_state_dict(state_dict["scaler"])
+        grads = state_dict.get("pending_grads")
+        if grads is not None:
+            # Inside an accumulation window: the next iterations add to these, as they would have.
+            for parameter, grad in zip(self._parameters(), grads):
+                parameter.grad = None if grad is None else grad.to(parameter.device, parameter.dtype).clone()
 
 
 class SupervisedEvaluator(Engine):
@@ -215,9 +262,13 @@ class SupervisedEvaluator(Engine):
         name: the engine's name (metrics are named `<name>_<metric>`).
         run_on: a ref (or filtered ref) whose firing runs an evaluation, e.g.
             `state.trainer.n_epoch_completed_ref`.
-        metrics: built-in names (`"accuracy"`, `"loss"` which needs
-            `loss_fn`), ignite metric instances (wrapped in `IgniteMetric`),
-            or callables `fn(engine) -> Metric`.
+        metrics: a list of built-in names (`"accuracy"`, `"loss"` which
+            needs `loss_fn`), ignite metric instances (wrapped in
+            `IgniteMetric`), or callables `fn(engine) -> Metric`; or, as in
+            ignite, a dict `{key: metric}` of those, each metric named
+            `<name>_<key>` (`{"nll": ignite.metrics.Loss(fn)}` gives
+            `<name>_nll`). A callable in a dict must name its metric
+            `<name>_<key>` itself.
         loss_fn: the loss for the `"loss"` metric.
         device, non_blocking, prepare_batch, amp_mode: as for the trainer.
         output_transform: `fn(x, y, y_pred) -> output` instead of `(y_pred, y)`.
@@ -243,7 +294,7 @@ class SupervisedEvaluator(Engine):
         *,
         name: str = "evaluator",
         run_on: Ref | FilteredRef | None = None,
-        metrics: Sequence[Any] = (),
+        metrics: Sequence[Any] | Mapping[str, Any] = (),
         loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
         device: str | torch.device | None = None,
         non_blocking: bool = False,
@@ -253,20 +304,32 @@ class SupervisedEvaluator(Engine):
     ) -> None:
         if isinstance(metrics, (str, Metric)):
             metrics = [metrics]
-        if "loss" in metrics and loss_fn is None:
+        if isinstance(metrics, Mapping):
+            # ignite's {name: metric}: the keys name the metrics, the values are what to compute.
+            specs = list(metrics.items())
+            for key, _ in specs:
+                if not isinstance(key, str) or not key.isidentifier():
+                    raise ValueError(
+                        f"metric name {key!r} in metrics of evaluator {name!r} must be an identifier "
+                        f"(the metric is named '{name}_<key>'), e.g. 'accuracy' or 'nll'"
+                    )
+        else:
+            specs = [(None, spec) for spec in metrics]
+        if any(isinstance(spec, str) and spec == "loss" for _, spec in specs) and loss_fn is None:
             raise ValueError(
                 f"metric 'loss' of evaluator {name!r} needs loss_fn=..., e.g. torch.nn.functional.cross_entropy"
             )
         super().__init__(name, SupervisedEvaluator._step, data, run_on=run_on)
         _setup(self, model, device, non_blocking, prepare_batch, output_transform, amp_mode)
         self.loss_fn = loss_fn
-        self.metrics = [self._metric(spec) for spec in metrics]
+        self.metrics = [self._metric(spec, key) for key, spec in specs]
 
-    def _metric(self, spec: Any) -> Metric:
-        if spec == "accuracy":
-            return Accuracy(engine=self)
-        if spec == "loss":
-            return Loss(self.loss_fn, engine=self)
+    def _metric(self, spec: Any, key: str | None = None) -> Metric:
+        name = None if key is None else f"{self.name}_{key}"
+        if isinstance(spec, str) and spec == "accuracy":
+            return Accuracy(engine=self, name=name)
+        if isinstance(spec, str) and spec == "loss":
+            return Loss(self.loss_fn, engine=self, name=name)
         if isinstance(spec, str):
             raise ValueError(
                 f"unknown metric {spec!r} for evaluator {self.name!r}: built-in names are 'accuracy' and "
@@ -278,19 +341,31 @@ class SupervisedEvaluator(Engine):
                     f"metric {spec.name!r} follows engine {spec.engine.name!r}, not {self.name!r}; "
                     "pass a callable fn(engine) -> Metric to create it for this evaluator"
                 )
-            return spec
+            return self._named(spec, name)
         from ignite.metrics import Metric as IgniteBase
 
         if isinstance(spec, IgniteBase):
             from .ignite_metric import IgniteMetric
 
-            return IgniteMetric(spec, engine=self)
+            return IgniteMetric(spec, engine=self, name=name)
         if callable(spec):
             metric = spec(self)
             if not isinstance(metric, Metric):
                 raise TypeError(f"metric factory {spec!r} must return a features.Metric, got {metric!r}")
-            return metric
+            return self._named(metric, name, created=True)
         raise TypeError(f"cannot make a metric of {spec!r} for evaluator {self.name!r}")
+
+    def _named(self, metric: Metric, name: str | None, created: bool = False) -> Metric:
+        """A metric given under a dict key must carry the name the key promises."""
+        if name is None or metric.name == name:
+            return metric
+        if created:
+            metric.remove()
+        raise ValueError(
+            f"metric {metric.name!r} was given under the key {name[len(self.name) + 1:]!r} of the metrics of "
+            f"evaluator {self.name!r}, so it would be read as {name!r}: create it with name={name!r}, "
+            "or pass it in a list"
+        )
 
     def run(self, *args: Any, **kwargs: Any) -> Engine:
         module = self.model.module

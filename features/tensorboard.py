@@ -3,7 +3,8 @@
 One real `torch.utils.tensorboard.SummaryWriter` per run directory
 (`<log_dir>/<engine>`), so the same tag written by several engines overlays
 in TensorBoard's Scalars dashboard. Writers are flushed at the end of every
-engine run and closed at exit.
+engine run, and closed (their threads joined) when the feature is removed
+from its State, when it is garbage-collected, or at exit.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class TensorBoard(Feature):
 
     Charts (`ScalarChart`, the chart plugins) find the writer themselves when
     they first write, so it may be created before or after them. Every
-    writer is flushed when any engine completes a run, and closed at exit
-    (or by `close()`).
+    writer is flushed when any engine completes a run, and closed (its
+    writer thread ended) by `close()`, when the feature is removed from its
+    State, when it is garbage-collected, or at exit.
 
     Args:
         log_dir: the directory given to `tensorboard --logdir`. Left out,
@@ -95,9 +97,15 @@ class TensorBoard(Feature):
         for engine in state.engines:
             self._follow_engine(engine)
         state.engines.added_ref.attach(self._follow_engine, owner=self)
-        # A weak reference: the exit hook must not keep the writer alive.
-        self._exit_hook = _exit_hook(weakref.ref(self))
-        atexit.register(self._exit_hook)
+        # Writer threads end with the feature: on removal (a callback not owned by the
+        # feature, so it survives the removal of the feature's own callbacks), when it is
+        # collected (a finalizer on the writers, not on the feature), and at exit (one hook
+        # for every TensorBoard, not one more atexit entry per writer).
+        released = _release_when_removed(weakref.ref(self))
+        self._on_removed = released.handle = state.writers.removed_ref.attach(released)
+        weakref.finalize(self, _close_writers, self._writers)
+        _LIVE.add(self)
+        _register_exit_hook()
 
     # -- writers -------------------------------------------------------------
     def writer(self, run: str) -> Any:
@@ -162,11 +170,14 @@ class TensorBoard(Feature):
         self.n_flushed += 1
 
     def close(self) -> None:
-        """Flush and close every writer; writing again later opens new event files."""
-        writers, self._writers = self._writers, {}
-        for writer in writers.values():
-            writer.close()
-        atexit.unregister(self._exit_hook)
+        """Flush and close every writer, ending their threads; writing again later opens new event files."""
+        _close_writers(self._writers)
+
+    def release(self) -> None:
+        """Close the writers and stop reacting to removals: the feature is gone from its State."""
+        self.close()
+        self._on_removed.remove()
+        _LIVE.discard(self)
 
     def __enter__(self) -> TensorBoard:
         return self
@@ -188,13 +199,41 @@ def _layout_summary(layout: Any) -> Any:
     return Summary(value=[value])
 
 
-def _exit_hook(ref: weakref.ref[TensorBoard]) -> Any:
-    def close_at_exit() -> None:
-        writer = ref()
-        if writer is not None:
-            writer.close()
+def _close_writers(writers: dict[str, Any]) -> None:
+    """Close the writers of one TensorBoard feature (kept as one dict, which a finalizer holds)."""
+    closing = list(writers.values())
+    writers.clear()
+    for writer in closing:
+        writer.close()
 
-    return close_at_exit
+
+def _release_when_removed(ref: weakref.ref[TensorBoard]) -> Any:
+    def released(feature: Any) -> None:
+        writer = ref()
+        if writer is None:  # collected (its finalizer closed the writers): this callback is done too
+            handle = released.__dict__.pop("handle", None)
+            if handle is not None:
+                handle.remove()
+        elif feature is writer:
+            writer.release()
+
+    return released
+
+
+#: Every TensorBoard feature alive, closed by one exit hook.
+_LIVE: weakref.WeakSet[TensorBoard] = weakref.WeakSet()
+_EXIT_HOOK: list[Any] = []
+
+
+def _register_exit_hook() -> None:
+    if not _EXIT_HOOK:
+        _EXIT_HOOK.append(_close_all_at_exit)
+        atexit.register(_close_all_at_exit)
+
+
+def _close_all_at_exit() -> None:
+    for writer in list(_LIVE):
+        writer.close()
 
 
 # -- helpers shared by the charts ----------------------------------------------

@@ -7,6 +7,7 @@ can fix it without reading our code.
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import warnings
@@ -31,12 +32,14 @@ from statefire.frame import (
 )
 from statefire.features import (
     Accuracy,
+    AverageOutput,
     Checkpoint,
     EarlyStopping,
     Engine,
     EngineError,
     LRScheduler,
     ProgressBar,
+    RunningAverage,
     TerminateOnNan,
 )
 from statefire.features.checkpoint import CheckpointError, UnsafeCheckpointError
@@ -266,6 +269,96 @@ def progress_bar_every_zero(tmp_path: Path) -> None:
     ProgressBar(_engine(), every=0)
 
 
+def data_not_iterable(tmp_path: Path) -> None:
+    Engine("trainer", lambda e, b: b, data=5)
+
+
+def batch_size_fn_not_callable(tmp_path: Path) -> None:
+    Engine("trainer", lambda e, b: b, data=[1], batch_size_fn="x")
+
+
+def batch_size_fn_returns_a_fraction(tmp_path: Path) -> None:
+    Engine("trainer", lambda e, b: b, data=[1], batch_size_fn=lambda batch: 2.5).run()
+
+
+def average_output_of_pairs(tmp_path: Path) -> None:
+    evaluator = _engine("evaluator", data=[1, 2], process=lambda e, b: (torch.zeros(2, 3), torch.zeros(2)))
+    AverageOutput(engine=evaluator)
+    evaluator.run()
+
+
+def running_average_of_a_vector(tmp_path: Path) -> None:
+    trainer = _engine(process=lambda e, b: torch.ones(4))
+    RunningAverage(engine=trainer)
+    trainer.run()
+
+
+def run_on_a_removed_feature(tmp_path: Path) -> None:
+    trainer = _engine()
+    trainer.remove()
+    _engine("evaluator").follow(trainer.n_epoch_completed_ref)
+
+
+def checkpoint_dirname_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a directory")
+    Checkpoint(tmp_path / "notes.txt", trigger=Knob().tick_ref)
+
+
+def two_checkpoints_with_one_series(tmp_path: Path) -> None:
+    knob = Knob()
+    Checkpoint(tmp_path, trigger=knob.tick_ref, prefix="model")
+    Checkpoint(tmp_path, trigger=knob.tick_ref, prefix="model", name="best")
+
+
+def latest_of_several_series(tmp_path: Path) -> None:
+    knob = Knob()
+    Checkpoint(tmp_path, trigger=knob.tick_ref, name="last")
+    Checkpoint(tmp_path, trigger=knob.tick_ref, name="best")
+    knob.tick = 1
+    Checkpoint.latest(tmp_path)
+
+
+def disk_full(tmp_path: Path) -> None:
+    knob = Knob()
+    Checkpoint(tmp_path, trigger=knob.tick_ref)
+    # A real ENOSPC from the kernel: the temp file of the save is /dev/full.
+    (tmp_path / f"checkpoint_1.pt.tmp-{os.getpid()}").symlink_to("/dev/full")
+    knob.tick = 1
+
+
+def state_not_plain_data(tmp_path: Path) -> None:
+    knob = Knob()
+    Checkpoint(tmp_path, trigger=knob.tick_ref)
+    knob.value = _Payload()
+    knob.tick = 1
+
+
+def _crafted_checkpoint(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    path = _checkpoint_file(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+    Knob()
+    _engine()
+    Checkpoint.load(path)
+
+
+def checkpoint_without_state(tmp_path: Path) -> None:
+    _crafted_checkpoint(tmp_path, lambda payload: payload.pop("state"))
+
+
+def checkpoint_without_rng(tmp_path: Path) -> None:
+    _crafted_checkpoint(tmp_path, lambda payload: payload.pop("rng"))
+
+
+def checkpoint_without_save_number(tmp_path: Path) -> None:
+    _crafted_checkpoint(tmp_path, lambda payload: payload.pop("save_number"))
+
+
+def checkpoint_of_an_unknown_version(tmp_path: Path) -> None:
+    _crafted_checkpoint(tmp_path, lambda payload: payload.update(version=7))
+
+
 CATALOGUE: list[tuple[Callable[[Path], None], type[BaseException], str]] = [
     (unknown_state_name, UnknownNameError, r"'trainr'.*did you mean 'trainer'"),
     (unknown_ref_name, AttributeError, r"n_sample_ref"),
@@ -306,6 +399,21 @@ CATALOGUE: list[tuple[Callable[[Path], None], type[BaseException], str]] = [
     (terminate_on_nan_needs_an_engine, TypeError, r"TerminateOnNan on params\.knob\.value needs engine="),
     (lr_scheduler_given_a_number, TypeError, r"scheduler of LRScheduler must be .* got float: 0\.1"),
     (progress_bar_every_zero, ValueError, r"every of ProgressBar must be a positive int, got 0"),
+    (data_not_iterable, TypeError, r"data of engine 'trainer' must be an iterable of batches .* got int: 5"),
+    (batch_size_fn_not_callable, TypeError, r"batch_size_fn of engine 'trainer' must be callable .* got str: 'x'"),
+    (batch_size_fn_returns_a_fraction, ValueError, r"batch_size_fn of engine 'trainer' returned 2\.5 .* whole number"),
+    (average_output_of_pairs, TypeError, r"'evaluator_average_output' \(AverageOutput\) averages single numbers.*engines\.evaluator\.output gave tuple"),
+    (running_average_of_a_vector, TypeError, r"'trainer_running_average' \(RunningAverage\).*a tensor of shape \(4,\).*OutputHandler"),
+    (run_on_a_removed_feature, ValueError, r"'evaluator' cannot run on engines\.trainer\.n_epoch_completed: its Engine engines\.trainer was removed"),
+    (checkpoint_dirname_is_a_file, NotADirectoryError, r"dirname of Checkpoint '.*notes\.txt' is a file, not a directory"),
+    (two_checkpoints_with_one_series, ValueError, r"checkpoints 'checkpoint' and 'best' would both write model_<n>\.pt"),
+    (latest_of_several_series, CheckpointError, r"several checkpoint series \(best, last\); pass prefix="),
+    (disk_full, OSError, r"no space left on the device \(ENOSPC\) while writing checkpoint '.*checkpoint_1\.pt'"),
+    (state_not_plain_data, CheckpointError, r"cannot save checkpoint '.*checkpoint_1\.pt': params\.knob\.value holds .*_Payload"),
+    (checkpoint_without_state, CheckpointError, r"checkpoint '.*checkpoint_1\.pt' has no 'state' entry"),
+    (checkpoint_without_rng, CheckpointError, r"checkpoint '.*checkpoint_1\.pt' has no 'rng' entry"),
+    (checkpoint_without_save_number, CheckpointError, r"checkpoint '.*checkpoint_1\.pt' has no 'save_number' entry"),
+    (checkpoint_of_an_unknown_version, CheckpointError, r"checkpoint '.*checkpoint_1\.pt' has format version 7; this statefire reads version 1: .*newer"),
 ]
 
 
