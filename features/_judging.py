@@ -48,7 +48,9 @@ def resolve_mode(mode: str | None, ref: Ref | FilteredRef, who: str) -> str:
     """
     if mode is not None:
         if mode not in _MODES:
-            raise ValueError(f"mode of {who} must be 'max' or 'min', got {mode!r} (or leave it out: the metric's direction)")
+            raise ValueError(
+                f"mode of {who} must be 'max' or 'min', got {mode!r} (or leave it out: the metric's direction)"
+            )
         return mode
     direction = score_direction(ref)
     if direction is None:

@@ -239,7 +239,9 @@ class Checkpoint(Feature):
         if n_saved is not None and (isinstance(n_saved, bool) or not isinstance(n_saved, int) or n_saved <= 0):
             raise ValueError(f"n_saved of Checkpoint must be a positive int or None (keep all), got {n_saved!r}")
         if mode not in ("max", "min", None):
-            raise ValueError(f"mode of Checkpoint must be 'max' or 'min', got {mode!r} (or leave it out: the metric's direction)")
+            raise ValueError(
+                f"mode of Checkpoint must be 'max' or 'min', got {mode!r} (or leave it out: the metric's direction)"
+            )
         if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix):
             raise ValueError(f"prefix of Checkpoint must be a plain file-name part, got {prefix!r}")
         if score_ref is not None:

@@ -101,7 +101,9 @@ class EarlyStopping(Feature):
         if not isinstance(min_delta, numbers.Real) or min_delta < 0:
             raise ValueError(f"min_delta of EarlyStopping must be a non-negative number, got {min_delta!r}")
         if mode not in ("max", "min", None):
-            raise ValueError(f"mode of EarlyStopping must be 'max' or 'min', got {mode!r} (or leave it out: the metric's direction)")
+            raise ValueError(
+                f"mode of EarlyStopping must be 'max' or 'min', got {mode!r} (or leave it out: the metric's direction)"
+            )
         _engine(trainer, "trainer", "EarlyStopping")
         mode = resolve_mode(mode, score_ref, "EarlyStopping")
         super().__init__(name=name)

@@ -58,7 +58,9 @@ def predict(
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"predict needs a torch.nn.Module (or a Model component) as model, got {model!r}")
     if prepare_batch is not None and not callable(prepare_batch):
-        raise TypeError(f"prepare_batch of predict must be callable as fn(batch, device, non_blocking), got {prepare_batch!r}")
+        raise TypeError(
+            f"prepare_batch of predict must be callable as fn(batch, device, non_blocking), got {prepare_batch!r}"
+        )
     if not isinstance(data, Iterable):  # not iter(data): a DataLoader's iterator draws from the RNG
         raise TypeError(f"data of predict must be an iterable of batches (e.g. a DataLoader), got {data!r}")
     autocast = _amp_context(amp_mode, "predict")
