@@ -162,6 +162,7 @@ class SupervisedTrainer(Engine):
             )
         if not isinstance(scaler, (bool, torch.amp.GradScaler)):
             raise TypeError(f"scaler of trainer {name!r} must be a bool or a torch.amp.GradScaler, got {scaler!r}")
+        clip = _gradient_clipping(clip_grad_norm, clip_grad_value, name)
         super().__init__(name, SupervisedTrainer._step, data, n_epochs=n_epochs, epoch_length=epoch_length)
         _setup(self, model, device, non_blocking, prepare_batch, output_transform, amp_mode)
         self.optimizer = Optimizer.of(optimizer)
@@ -170,7 +171,7 @@ class SupervisedTrainer(Engine):
         if scaler is True:
             scaler = torch.amp.GradScaler(_device_type(device, model))
         self.scaler: torch.amp.GradScaler | None = scaler or None
-        self._clip = _gradient_clipping(clip_grad_norm, clip_grad_value, name)
+        self._clip = clip
         self.clip_grad_norm = clip_grad_norm
         self.clip_grad_value = clip_grad_value
 
@@ -231,7 +232,11 @@ def _gradient_clipping(
     the optimizer's param groups), so the weights agree bit for bit.
     """
     for argument, value in (("clip_grad_norm", clip_grad_norm), ("clip_grad_value", clip_grad_value)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{argument} of trainer {trainer!r} must be a positive number or None, got {value!r}")
+        if not value > 0:  # also refuses NaN
             raise ValueError(f"{argument} of trainer {trainer!r} must be a positive number or None, got {value!r}")
     if clip_grad_norm is not None and clip_grad_value is not None:
         raise ValueError(

@@ -274,18 +274,19 @@ def test_clipping_with_gradient_accumulation_clips_the_accumulated_gradient(digi
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"clip_grad_norm": 1.0, "clip_grad_value": 0.5}, r"takes clip_grad_norm or clip_grad_value, not both"),
-        ({"clip_grad_norm": 0}, r"clip_grad_norm of trainer 'trainer' must be a positive number or None, got 0"),
-        ({"clip_grad_value": "1"}, r"clip_grad_value of trainer 'trainer' must be a positive number or None"),
+        ({"clip_grad_norm": 1.0, "clip_grad_value": 0.5}, ValueError, r"takes clip_grad_norm or clip_grad_value, not both"),
+        ({"clip_grad_norm": 0}, ValueError, r"clip_grad_norm of trainer 'trainer' must be a positive number or None, got 0"),
+        ({"clip_grad_value": "1"}, TypeError, r"clip_grad_value of trainer 'trainer' must be a positive number or None"),
     ],
-)
-def test_clipping_arguments_are_checked(kwargs, message):
-    with State():
+)  # fmt: skip
+def test_clipping_arguments_are_checked(kwargs, error, message):
+    with State() as s:
         model = torch.nn.Linear(2, 1)
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(error, match=message):
             SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), CE, [], **kwargs)
+        assert list(s.features) == []  # refused before anything was registered
 
 
 # -- 5. predict -----------------------------------------------------------------------------------
