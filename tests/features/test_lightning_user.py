@@ -373,3 +373,12 @@ def test_weighted_average_output_is_the_loss_over_all_samples(digits):
         assert abs(unweighted.value - whole) > 1e-4
     with State(), pytest.raises(TypeError, match=r"weighted of an AverageOutput must be True or False, got 'yes'"):
         AverageOutput(engine=Engine("e", lambda e, b: b, data=[0]), weighted="yes")
+
+
+def test_predict_with_autocast_and_a_device():
+    model = torch.nn.Linear(4, 2)
+    batches = [(torch.randn(3, 4), torch.zeros(3)), (torch.randn(2, 4), torch.zeros(2))]
+    outputs = predict(model, batches, amp_mode="amp", device="cpu")
+    assert [o.dtype for o in outputs] == [torch.bfloat16, torch.bfloat16] and [len(o) for o in outputs] == [3, 2]
+    with pytest.raises(ValueError, match=r"amp_mode of predict must be None or 'amp', got 'apex'"):
+        predict(model, batches, amp_mode="apex")
