@@ -39,6 +39,7 @@ _EXPORTS = {
     "CheckpointError": "checkpoint",
     "UnsafeCheckpointError": "checkpoint",
     "ResumeInfo": "checkpoint",
+    "predict": "prediction",
 }
 
 __all__ = sorted(_EXPORTS)

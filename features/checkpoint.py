@@ -35,6 +35,7 @@ from statefire.frame.errors import FrameError
 
 from . import engine as _engine
 from ._artifacts import CHECKPOINTS, artifact_dir
+from ._judging import in_training, resolve_mode
 from .distributed import is_main_process
 
 __all__ = [
@@ -214,8 +215,16 @@ class Checkpoint(Feature):
         n_saved: how many files to keep (None keeps all).
         score_ref: keep the best `n_saved` files by this value (e.g. a
             validation accuracy's `value_ref`) instead of the last ones.
-        mode: `"max"` or `"min"`: which scores are best. A NaN score ranks
-            below every real one: it never displaces a real score's file.
+            Only saves inside a training count: when the trigger or the
+            score comes from an evaluator run by hand (its trainer idle),
+            nothing is written.
+        mode: `"max"` or `"min"`: which scores are best; by default the
+            direction of the score's metric (`higher_is_better`: `Loss`
+            lower, `Accuracy` higher), required when that is not known. A
+            NaN score ranks below every real one: it never displaces a real
+            score's file.
+        manual_runs: with `score_ref`, also save on evaluations run by
+            hand (by default they write nothing).
         prefix: file names are `<prefix>_<save number>.pt`; by default the
             feature's name, so two checkpoints in one directory (the last
             files and the best one) keep separate series. Two checkpoints of
@@ -252,9 +261,10 @@ class Checkpoint(Feature):
         trigger: Ref | FilteredRef,
         n_saved: int | None = 2,
         score_ref: Ref | FilteredRef | None = None,
-        mode: str = "max",
+        mode: str | None = None,
         prefix: str | None = None,
         name: str | None = None,
+        manual_runs: bool = False,
     ) -> None:
         trigger = as_ref(trigger, "trigger of Checkpoint")
         if trigger.name in STEP_OBJECTS:
@@ -265,14 +275,17 @@ class Checkpoint(Feature):
             )
         if n_saved is not None and (isinstance(n_saved, bool) or not isinstance(n_saved, int) or n_saved <= 0):
             raise ValueError(f"n_saved of Checkpoint must be a positive int or None (keep all), got {n_saved!r}")
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode of Checkpoint must be 'max' or 'min', got {mode!r}")
+        if mode not in ("max", "min", None):
+            raise ValueError(
+                f"mode of Checkpoint must be 'max' or 'min', got {mode!r} (or leave it out: the metric's direction)"
+            )
         if prefix is not None and (not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix)):
             raise ValueError(f"prefix of Checkpoint must be a plain file-name part, got {prefix!r}")
         if dirname is not None:
             _check_directory(Path(dirname))
         if score_ref is not None:
             score_ref = as_ref(score_ref, "score_ref of Checkpoint")
+            mode = resolve_mode(mode, score_ref, "a best-model Checkpoint")
         super().__init__(name=name)
         for ref, argument in ((trigger, "trigger"), (score_ref, "score_ref")):
             if ref is not None:
@@ -282,13 +295,14 @@ class Checkpoint(Feature):
         self.trigger = trigger
         self.n_saved = n_saved
         self.score_ref = score_ref
-        self.mode = mode
+        self.mode = mode or "max"
         self.prefix = self.name if prefix is None else prefix
+        self.manual_runs = bool(manual_runs)
         self._pending: dict[str, Any] | None = None
         if self._dirname is not None:
             self._check_series()
             self.clean_temp_files()
-        trigger.attach(self.save, priority=CHECKPOINT_PRIORITY)
+        trigger.attach(self._triggered, priority=CHECKPOINT_PRIORITY)
 
     @property
     def dirname(self) -> Path:
@@ -316,6 +330,13 @@ class Checkpoint(Feature):
                 )
 
     # -- saving -------------------------------------------------------------
+    def _triggered(self) -> None:
+        # A best-model checkpoint judges training progress: an evaluation run by hand does not count.
+        if self.score_ref is None or self.manual_runs or (
+            in_training(self.trigger) and in_training(self.score_ref)
+        ):
+            self.save()
+
     def save(self) -> Path | None:
         """Write a checkpoint now; returns its path (None when a best-only save skips it)."""
         number = self.n_saves + 1

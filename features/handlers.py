@@ -19,6 +19,7 @@ from ignite.utils import apply_to_type
 
 from statefire.frame import Counter, Feature, FilteredRef, Ref, StateObject, as_ref
 
+from ._judging import in_training, resolve_mode
 from .engine import RUN_ON_PRIORITY, Engine
 
 __all__ = ["EarlyStopping", "TerminateOnNan", "LRScheduler", "Timer"]
@@ -45,13 +46,23 @@ class EarlyStopping(Feature):
     its logic (same `min_delta` / `cumulative_delta` semantics) over a ref: it runs each time `score_ref` fires, typically an
     evaluator's metric `value_ref`.
 
+    Which way is better comes from the metric (`Loss` lower, `Accuracy`
+    higher, ignite metrics by a table); for a score of unknown direction
+    (an `AverageOutput`, an engine's output) `mode` is required. Only the
+    scores that fire while `trainer` runs are judged: running the
+    validation evaluator by hand measures without spending patience.
+
     Args:
         score_ref: the score to watch, e.g. `state.val_evaluator_accuracy.value_ref`.
         patience: evaluations without improvement before stopping.
         trainer: the engine to terminate.
         min_delta: an improvement must exceed this.
-        mode: `"max"` (higher is better) or `"min"`.
+        mode: `"max"` (higher is better) or `"min"`; by default the
+            direction of the watched metric (`higher_is_better`), and
+            required when that is not known.
         cumulative_delta: compare with the best score, not the last one.
+        manual_runs: also judge scores that fire while `trainer` is not
+            running (an evaluator run by hand); by default they are ignored.
         name: the feature's name (default `early_stopping`).
 
     Example:
@@ -60,7 +71,7 @@ class EarlyStopping(Feature):
         >>> with State() as s:
         ...     scores = iter([0.5, 0.6, 0.6, 0.59, 0.6, 0.7])
         ...     trainer = Engine("trainer", lambda e, b: next(scores), data=[0], n_epochs=6)
-        ...     stopper = EarlyStopping(trainer.output_ref, 2, trainer=trainer)
+        ...     stopper = EarlyStopping(trainer.output_ref, 2, trainer=trainer, mode="max")
         ...     _ = trainer.run()
         ...     print(trainer.n_epoch_started, stopper.best_score, stopper.stopped)
         4 0.6 True
@@ -79,8 +90,9 @@ class EarlyStopping(Feature):
         *,
         trainer: Engine,
         min_delta: float = 0.0,
-        mode: str = "max",
+        mode: str | None = None,
         cumulative_delta: bool = False,
+        manual_runs: bool = False,
         name: str | None = None,
     ) -> None:
         score_ref = as_ref(score_ref, "score_ref of EarlyStopping")
@@ -88,9 +100,12 @@ class EarlyStopping(Feature):
             raise ValueError(f"patience of EarlyStopping must be a positive int, got {patience!r}")
         if not isinstance(min_delta, numbers.Real) or min_delta < 0:
             raise ValueError(f"min_delta of EarlyStopping must be a non-negative number, got {min_delta!r}")
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode of EarlyStopping must be 'max' or 'min', got {mode!r}")
+        if mode not in ("max", "min", None):
+            raise ValueError(
+                f"mode of EarlyStopping must be 'max' or 'min', got {mode!r} (or leave it out: the metric's direction)"
+            )
         _engine(trainer, "trainer", "EarlyStopping")
+        mode = resolve_mode(mode, score_ref, "EarlyStopping")
         super().__init__(name=name)
         _same_state(self, score_ref, "score_ref")
         self.score_ref = score_ref
@@ -99,7 +114,13 @@ class EarlyStopping(Feature):
         self.min_delta = float(min_delta)
         self.mode = mode
         self.cumulative_delta = cumulative_delta
-        score_ref.attach(self.check)
+        self.manual_runs = bool(manual_runs)
+        score_ref.attach(self._scored)
+
+    def _scored(self, value: Any) -> None:
+        # A score of an evaluation run by hand (the trainer idle) is a measurement, not a verdict.
+        if self.manual_runs or in_training(self.score_ref, self.trainer):
+            self.check(value)
 
     def check(self, value: Any) -> None:
         """Take one score; terminate the trainer once patience runs out."""

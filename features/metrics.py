@@ -13,7 +13,7 @@ from statefire.frame import Feature, FilteredRef, Ref, StateObject, as_ref
 from statefire.frame._names import snake_case
 
 from .distributed import process_group
-from .engine import engine_behind
+from .engine import _size_rule, engine_behind
 
 __all__ = ["Metric", "Accuracy", "Loss", "AverageOutput", "RunningAverage", "METRIC_PRIORITY"]
 
@@ -67,6 +67,12 @@ class Metric(Feature):
     #: accumulates its shard of the data, and `value` is computed from these
     #: accumulators summed over all processes, the same on every one.
     summed: tuple[str, ...] = ()
+    #: Whether a higher value is better (True), a lower one (False), or not
+    #: known (None). `EarlyStopping` and a best-model `Checkpoint` take their
+    #: default `mode` from it; a metric of unknown direction needs `mode=`.
+    #: Set it on an instance to declare a direction, e.g. for an
+    #: `AverageOutput` of a loss: `average.higher_is_better = False`.
+    higher_is_better: bool | None = None
 
     def __init__(
         self,
@@ -226,6 +232,7 @@ class Accuracy(Metric):
     """
 
     accumulators = summed = ("n_correct", "n_total")
+    higher_is_better = True
 
     def reset(self) -> None:
         self.n_correct: Any = 0
@@ -277,6 +284,7 @@ class Loss(Metric):
         super().__init__(engine=engine, input_ref=input_ref, name=name, mode=mode)
 
     accumulators = summed = ("total", "n_total")
+    higher_is_better = False
 
     def reset(self) -> None:
         self.total: Any = 0.0
@@ -293,9 +301,47 @@ class Loss(Metric):
 
 
 class AverageOutput(Metric):
-    """The mean of the input values (e.g. a trainer's loss) over the epoch."""
+    """The mean of the input values (e.g. a trainer's loss) over the epoch.
+
+    By default (`weighted=False`) every value counts once: the mean of the
+    batch losses, as ignite's `Average`. With `weighted=True` each value
+    counts as many times as its batch has samples (found as the engine finds
+    `n_samples`: its `batch_size_fn`, else the first dimension of the
+    batch), as Lightning's `self.log(..., on_epoch=True)` averages: for a
+    mean-reducing loss, the loss over the whole epoch's data even when the
+    last batch is smaller.
+
+    Example:
+        >>> import torch
+        >>> from statefire.frame import State
+        >>> from statefire.features import AverageOutput, Engine
+        >>> with State() as s:
+        ...     batches = [torch.full((3,), 1.0), torch.full((1,), 5.0)]  # batch sizes 3 and 1
+        ...     engine = Engine("engine", lambda e, batch: batch.mean(), data=batches)
+        ...     mean_of_batches = AverageOutput(engine=engine)
+        ...     mean_of_samples = AverageOutput(engine=engine, weighted=True, name="weighted")
+        ...     _ = engine.run()
+        ...     print(mean_of_batches.value, mean_of_samples.value)
+        3.0 2.0
+    """
 
     accumulators = summed = ("total", "count")
+
+    def __init__(
+        self,
+        *,
+        engine: Any = None,
+        input_ref: Ref | FilteredRef | None = None,
+        name: str | None = None,
+        mode: str = "epoch",
+        weighted: bool = False,
+    ) -> None:
+        if not isinstance(weighted, bool):
+            raise TypeError(f"weighted of an AverageOutput must be True or False, got {weighted!r}")
+        self.weighted = weighted
+        self._size_type: type | None = None
+        self._size: Any = 1
+        super().__init__(engine=engine, input_ref=input_ref, name=name, mode=mode)
 
     def reset(self) -> None:
         self.total: Any = 0.0
@@ -304,8 +350,23 @@ class AverageOutput(Metric):
     def update(self, value: Any) -> None:
         if value.__class__ is not float and value.__class__ is not int:
             value = _one_number(value, self)
-        self.total = self.total + value
-        self.count += 1
+        if not self.weighted:
+            self.total = self.total + value
+            self.count += 1
+            return
+        n = self._batch_size(self.engine.batch)
+        self.total = self.total + value * n
+        self.count += n
+
+    def _batch_size(self, batch: Any) -> int:
+        """The samples in `batch`, by the engine's rule for `n_samples`."""
+        size_fn = self.engine.batch_size_fn
+        if size_fn is not None:
+            return size_fn(batch)
+        if type(batch) is not self._size_type:  # the rule depends on the batch's type only: find it once
+            self._size_type = type(batch)
+            self._size = _size_rule(batch)
+        return self._size if isinstance(self._size, int) else self._size(batch)
 
     def compute(self) -> float | None:
         return float(self.total) / self.count if self.count else None

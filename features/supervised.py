@@ -111,6 +111,15 @@ class SupervisedTrainer(Engine):
             bfloat16 on CPU), as ignite's `amp_mode="amp"`.
         scaler: `True` for a `torch.amp.GradScaler` (float16 gradients
             need one), or your own scaler; its state is in the state dict.
+        clip_grad_norm: before each optimizer step, scale the gradients of
+            the optimizer's parameters so that their total 2-norm is at most
+            this (`torch.nn.utils.clip_grad_norm_`), as Lightning's
+            `gradient_clip_val` with `gradient_clip_algorithm="norm"`.
+        clip_grad_value: before each optimizer step, clamp every gradient
+            to `[-value, value]` (`torch.nn.utils.clip_grad_value_`), as
+            Lightning's `gradient_clip_algorithm="value"`. With a scaler,
+            the gradients are unscaled first, so the limit applies to the
+            true gradients. At most one of the two.
 
     Example:
         >>> import torch
@@ -145,6 +154,8 @@ class SupervisedTrainer(Engine):
         gradient_accumulation_steps: int = 1,
         amp_mode: str | None = None,
         scaler: bool | torch.amp.GradScaler = False,
+        clip_grad_norm: float | None = None,
+        clip_grad_value: float | None = None,
     ) -> None:
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(y_pred, y), got {loss_fn!r}")
@@ -155,6 +166,7 @@ class SupervisedTrainer(Engine):
             )
         if not isinstance(scaler, (bool, torch.amp.GradScaler)):
             raise TypeError(f"scaler of trainer {name!r} must be a bool or a torch.amp.GradScaler, got {scaler!r}")
+        clip = _gradient_clipping(clip_grad_norm, clip_grad_value, name)
         super().__init__(name, SupervisedTrainer._step, data, n_epochs=n_epochs, epoch_length=epoch_length)
         _setup(self, model, device, non_blocking, prepare_batch, output_transform, amp_mode)
         self.optimizer = Optimizer.of(optimizer)
@@ -163,6 +175,9 @@ class SupervisedTrainer(Engine):
         if scaler is True:
             scaler = torch.amp.GradScaler(_device_type(device, model))
         self.scaler: torch.amp.GradScaler | None = scaler or None
+        self._clip = clip
+        self.clip_grad_norm = clip_grad_norm
+        self.clip_grad_value = clip_grad_value
 
     def _step(self, batch: Any) -> Any:
         module = self.model.module
@@ -191,11 +206,16 @@ class SupervisedTrainer(Engine):
         return loss.detach()
 
     def _optimizer_step(self) -> None:
-        scaler = self.scaler
+        scaler, optimizer = self.scaler, self.optimizer.optimizer
         if scaler is None:
-            self.optimizer.optimizer.step()
+            if self._clip is not None:
+                self._clip(optimizer)
+            optimizer.step()
         else:
-            scaler.step(self.optimizer.optimizer)
+            if self._clip is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients; step() then does not unscale again
+                self._clip(optimizer)
+            scaler.step(optimizer)
             scaler.update()
 
     def _end_epoch(self) -> None:
@@ -248,6 +268,37 @@ class SupervisedTrainer(Engine):
             # Inside an accumulation window: the next iterations add to these, as they would have.
             for parameter, grad in zip(self._parameters(), grads):
                 parameter.grad = None if grad is None else grad.to(parameter.device, parameter.dtype).clone()
+
+
+def _gradient_clipping(
+    clip_grad_norm: float | None, clip_grad_value: float | None, trainer: str
+) -> Callable[[torch.optim.Optimizer], Any] | None:
+    """What clips the gradients of an optimizer's parameters before its step, or None.
+
+    The same calls as Lightning's `gradient_clip_val` (on the parameters of
+    the optimizer's param groups), so the weights agree bit for bit.
+    """
+    for argument, value in (("clip_grad_norm", clip_grad_norm), ("clip_grad_value", clip_grad_value)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{argument} of trainer {trainer!r} must be a positive number or None, got {value!r}")
+        if not value > 0:  # also refuses NaN
+            raise ValueError(f"{argument} of trainer {trainer!r} must be a positive number or None, got {value!r}")
+    if clip_grad_norm is not None and clip_grad_value is not None:
+        raise ValueError(
+            f"trainer {trainer!r} takes clip_grad_norm or clip_grad_value, not both (got {clip_grad_norm!r} "
+            f"and {clip_grad_value!r}); as Lightning's gradient_clip_algorithm, choose one"
+        )
+
+    def parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+        return [p for group in optimizer.param_groups for p in group["params"]]
+
+    if clip_grad_norm is not None:
+        return lambda optimizer: torch.nn.utils.clip_grad_norm_(parameters(optimizer), clip_grad_norm)
+    if clip_grad_value is not None:
+        return lambda optimizer: torch.nn.utils.clip_grad_value_(parameters(optimizer), clip_grad_value)
+    return None
 
 
 class SupervisedEvaluator(Engine):

@@ -192,7 +192,7 @@ def checkpoint_trigger_inside_a_step(tmp_path: Path) -> None:
 
 def checkpoint_score_not_a_number(tmp_path: Path) -> None:
     knob = Knob()
-    Checkpoint(tmp_path, trigger=knob.tick_ref, score_ref=knob.value_ref)
+    Checkpoint(tmp_path, trigger=knob.tick_ref, score_ref=knob.value_ref, mode="max")
     knob.value = "best"
     knob.tick = 1
 

@@ -107,7 +107,7 @@ def test_a_removed_feature_is_collected_while_its_engine_lives_on():
         refs = []
         for index in range(50):
             metric = AverageOutput(engine=trainer, name=f"average_{index}")
-            stopper = EarlyStopping(metric.value_ref, 3, trainer=trainer, name=f"stopper_{index}")
+            stopper = EarlyStopping(metric.value_ref, 3, trainer=trainer, mode="max", name=f"stopper_{index}")
             evaluator = Engine(f"evaluator_{index}", lambda e, b: b, data=[1], run_on=trainer.n_epoch_completed_ref)
             trainer.run()
             refs += [weakref.ref(metric), weakref.ref(stopper), weakref.ref(evaluator)]

@@ -303,7 +303,7 @@ def test_invalid_arguments_are_named(tmp_path, kwargs, message):
 def test_a_score_that_is_not_a_number_is_named(tmp_path):
     with State():
         score = Score()
-        Checkpoint(tmp_path, trigger=score.tick_ref, score_ref=score.value_ref)
+        Checkpoint(tmp_path, trigger=score.tick_ref, score_ref=score.value_ref, mode="max")
         with pytest.raises(ValueError, match=r"\(params\.score\.value\) must hold a number.*got None"):
             score.tick = 1
 

@@ -75,7 +75,7 @@ def test_two_checkpoints_in_one_directory_keep_their_own_files(tmp_path):
     with State():
         score = Score()
         last = Checkpoint(tmp_path, trigger=score.tick_ref, n_saved=2)
-        best = Checkpoint(tmp_path, trigger=score.tick_ref, score_ref=score.value_ref, n_saved=1, name="best")
+        best = Checkpoint(tmp_path, trigger=score.tick_ref, score_ref=score.value_ref, n_saved=1, mode="max", name="best")
         for tick, value in enumerate([0.2, 0.9, 0.4, 0.3, 0.1], start=1):
             score.value = value
             score.tick = tick

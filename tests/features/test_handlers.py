@@ -82,7 +82,9 @@ def test_early_stopping_min_delta_as_ignite(s, cumulative, scores, stopped_after
     reference (so slow steady gains stop training), with it they add up against the best, as in ignite."""
     values = iter(scores)
     trainer = Engine("trainer", lambda e, b: next(values), data=[0], n_epochs=len(scores))
-    stopper = EarlyStopping(trainer.output_ref, 2, trainer=trainer, min_delta=0.1, cumulative_delta=cumulative)
+    stopper = EarlyStopping(
+        trainer.output_ref, 2, trainer=trainer, mode="max", min_delta=0.1, cumulative_delta=cumulative
+    )
     trainer.run()
     assert stopper.stopped == (stopped_after is not None)
     assert trainer.n_epoch_started == (stopped_after or len(scores))
@@ -90,14 +92,14 @@ def test_early_stopping_min_delta_as_ignite(s, cumulative, scores, stopped_after
 
 def test_early_stopping_state_survives_a_state_dict_round_trip(s):
     trainer = Engine("trainer", lambda e, b: b, data=[0])
-    stopper = EarlyStopping(trainer.output_ref, 3, trainer=trainer)
+    stopper = EarlyStopping(trainer.output_ref, 3, trainer=trainer, mode="max")
     for value in (0.5, 0.4, 0.3):
         stopper.check(value)
     saved = s.state_dict()
     assert saved["handlers"]["early_stopping"] == {"best_score": 0.5, "n_bad": 2, "stopped": False}
     with State():
         trainer2 = Engine("trainer", lambda e, b: b, data=[0])
-        again = EarlyStopping(trainer2.output_ref, 3, trainer=trainer2)
+        again = EarlyStopping(trainer2.output_ref, 3, trainer=trainer2, mode="max")
         State.current().load_state_dict(saved)
         again.check(0.2)
         assert again.stopped
