@@ -38,6 +38,7 @@ _EXPORTS = {
     "CheckpointError": "checkpoint",
     "UnsafeCheckpointError": "checkpoint",
     "ResumeInfo": "checkpoint",
+    "Component": "components",
 }
 
 __all__ = sorted(_EXPORTS)
