@@ -299,8 +299,12 @@ class Component(Feature):
         return {name: getattr(self, name) for name in type(self)._sf_objects}
 
     def state_dict(self) -> dict[str, Any]:
-        """The attributes' current values, plus the object's own state dict under `obj`."""
-        state_dict = {n: getattr(self, n) for n, o in type(self)._sf_objects.items() if o.persist}
+        """The attributes' current values, plus the object's own state dict under `obj`.
+
+        A numpy scalar is saved as a Python number (a checkpoint loads only
+        plain data); a load gives the attribute its numpy type back.
+        """
+        state_dict = {n: _plain(getattr(self, n)) for n, o in type(self)._sf_objects.items() if o.persist}
         if self._saves_object():
             state_dict["obj"] = self.obj.state_dict()
         return state_dict
@@ -309,7 +313,13 @@ class Component(Feature):
         # The object's own state first: the exposed values, saved at the same time, win.
         if "obj" in state_dict and _has_own_state(self.obj):
             self.obj.load_state_dict(state_dict["obj"])
-        super()._load(state_dict)
+        values = dict(state_dict)
+        for name, value in state_dict.items():
+            if name in type(self)._sf_objects:
+                current = getattr(self, name)
+                if _is_numpy_scalar(current) and not _is_numpy_scalar(value):
+                    values[name] = type(current)(value)  # exact: the number was saved from this type
+        super()._load(values)
 
     def _saves_object(self) -> bool:
         """The object has a state dict and no Model or Optimizer of this State saves it already."""
@@ -335,6 +345,15 @@ class Component(Feature):
 
 # Names a state object of a Component cannot take: the feature's own attributes.
 _RESERVED = frozenset({"obj", "paths", "name", "state", "path", "category"})
+
+
+def _is_numpy_scalar(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as a Python number: torch's safe loading refuses numpy objects."""
+    return value.item() if _is_numpy_scalar(value) else value
 
 
 def _has_own_state(obj: Any) -> bool:

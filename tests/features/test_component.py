@@ -419,3 +419,27 @@ def test_curriculum_resumes_exactly_after_a_sigkill(tmp_path, data_file):
     assert have["strength"] == want["strength"] == 0.75
     assert torch.equal(have["generator"], want["generator"])
     assert have["config"]["components.noise.strength"] == 0.75
+
+
+def test_numpy_scalars_go_through_a_checkpoint(tmp_path):
+    """A numpy scalar attribute is saved as a plain number, so the checkpoint loads safely,
+    and comes back with its numpy type and exact value."""
+    import numpy as np
+
+    from statefire.features import Checkpoint
+
+    with State():
+        augment = Augment()
+        augment.strength = np.float32(0.1) * 3
+        Component(augment, ["strength"])
+        trainer = Engine("trainer", lambda e, b: b, data=[1, 2])
+        Checkpoint(tmp_path, trigger=trainer.n_epoch_completed_ref)
+        trainer.run()
+    fresh = Augment()
+    fresh.strength = np.float32(0.0)
+    with State():
+        Component(fresh, ["strength"])
+        trainer = Engine("trainer", lambda e, b: b, data=[1, 2])
+        Checkpoint(tmp_path, trigger=trainer.n_epoch_completed_ref)
+        Checkpoint.load(Checkpoint.latest(tmp_path))
+    assert type(fresh.strength) is np.float32 and fresh.strength == np.float32(0.1) * 3
