@@ -266,14 +266,16 @@ class Component(Feature):
     paths: dict[str, str]
 
     def __new__(cls, obj: Any = None, attrs: Any = None, *, name: str | None = None) -> Any:
-        if cls is Component:
-            where = f"Component of {type(obj).__name__}"
+        # Each component gets a class of its own holding its attributes' state
+        # objects (as Optimizer does); a subclass of Component gets one too.
+        if not cls.__dict__.get("_sf_per_instance", False):
+            where = f"{cls.__name__} of {type(obj).__name__}"
             if isinstance(obj, Feature):
                 raise TypeError(
                     f"{where}: {obj.path} is a feature already; its state objects have refs "
                     f"({', '.join(sorted(type(obj)._sf_objects)) or 'none'}), use them directly"
                 )
-            paths = _named_paths(attrs, where)
+            paths = _named_paths(attrs, where, cls)
             if not paths and not _has_own_state(obj):
                 raise ValueError(
                     f"{where}: attrs is empty and {type(obj).__name__} has no state_dict()/load_state_dict(), "
@@ -284,9 +286,10 @@ class Component(Feature):
                 holder, key, is_item = _resolve(obj, path, where)
                 kind = _Item if is_item else _Attribute
                 namespace[object_name] = kind(holder, key, path, f"{type(obj).__name__} attribute {path!r}")
-            namespace["__module__"] = __name__
-            namespace["__qualname__"] = "Component"
-            cls = type("Component", (Component,), namespace)
+            namespace["__module__"] = cls.__module__
+            namespace["__qualname__"] = cls.__qualname__
+            namespace["_sf_per_instance"] = True
+            cls = type(cls.__name__, (cls,), namespace)
         return super().__new__(cls)
 
     def __init__(self, obj: Any, attrs: Mapping[str, str] | Iterable[str], *, name: str | None = None) -> None:
@@ -340,7 +343,7 @@ class Component(Feature):
         from statefire.frame._render import summarize
 
         values = ", ".join(f"{n}={summarize(v)}" for n, v in self.values().items())
-        return f"<Component {self.path} of {type(self.obj).__name__}: {values}>"
+        return f"<{type(self).__name__} {self.path} of {type(self.obj).__name__}: {values}>"
 
 
 # Names a state object of a Component cannot take: the feature's own attributes.
@@ -364,7 +367,7 @@ def _has_own_state(obj: Any) -> bool:
     )
 
 
-def _named_paths(attrs: Any, where: str) -> dict[str, str]:
+def _named_paths(attrs: Any, where: str, cls: type) -> dict[str, str]:
     """`attrs` as `{state-object name: path}`, every name and path checked."""
     if isinstance(attrs, Mapping):
         pairs = list(attrs.items())
@@ -400,7 +403,7 @@ def _named_paths(attrs: Any, where: str) -> dict[str, str]:
             f"{where}: attrs must be a dict {{name: path}} or a list of paths, "
             f"got {type(attrs).__name__}: {attrs!r}"
         )
-    reserved = _RESERVED | {n for n in dir(Component) if not n.startswith("__")}
+    reserved = _RESERVED | {n for n in dir(cls) if not n.startswith("__")}
     for name, path in pairs:
         problem = None
         if not name.isidentifier() or keyword.iskeyword(name):
@@ -410,7 +413,7 @@ def _named_paths(attrs: Any, where: str) -> dict[str, str]:
         elif name.endswith("_ref"):
             problem = "ends in '_ref' (the suffix of every state object's ref)"
         elif name in reserved:
-            problem = "is an attribute of Component itself"
+            problem = f"is an attribute of {cls.__name__} itself"
         if problem:
             hint = "give it another name in a dict, e.g. {'my_name': %r}" % path if from_list else "choose another name"
             raise NameConflictError(f"{where}: the name {name!r} of path {path!r} {problem}; {hint}")

@@ -443,3 +443,24 @@ def test_numpy_scalars_go_through_a_checkpoint(tmp_path):
         Checkpoint(tmp_path, trigger=trainer.n_epoch_completed_ref)
         Checkpoint.load(Checkpoint.latest(tmp_path))
     assert type(fresh.strength) is np.float32 and fresh.strength == np.float32(0.1) * 3
+
+
+def test_a_subclass_adds_methods():
+    """A subclass of Component keeps its methods and gets the attributes as state objects."""
+
+    class Curriculum(Component):
+        def harder(self, step: float) -> None:
+            self.strength = round(self.strength + step, 6)
+
+    augment = Augment()
+    with State() as s:
+        curriculum = Curriculum(augment, ["strength"], name="curriculum")
+        seen = []
+        curriculum.strength_ref.attach(seen.append)
+        curriculum.harder(0.25)
+        curriculum.harder(0.25)
+        assert isinstance(curriculum, Curriculum) and s.config() == {"components.curriculum.strength": 0.5}
+        with pytest.raises(NameConflictError, match="'harder' of path 'strength' is an attribute of Curriculum"):
+            Curriculum(augment, {"harder": "strength"}, name="other")
+    assert seen == [0.25, 0.5] and augment.strength == 0.5
+    assert repr(curriculum).startswith("<Curriculum components.curriculum of Augment: strength=0.5")
