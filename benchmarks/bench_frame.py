@@ -13,7 +13,9 @@ cost of the empty timing loop subtracted.
 
 The Component rows put a `features.Component` (an attribute of an outside
 object as a state object) next to the StateObject set and a plain `setattr`:
-its set should cost a StateObject set plus one `setattr`.
+its set should cost a StateObject set plus one `setattr`. On a busy machine,
+shorter timings (`--rounds 200 --number 2000`) keep the minimum clean: a
+long timing is rarely free of a preemption.
 
 The traitlets row needs traitlets (``pip install traitlets``, or the project's
 ``dev`` extra); without it that row and its ratio are skipped.
