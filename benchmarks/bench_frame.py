@@ -11,6 +11,12 @@ Each timed statement does two sets with different values (so observers that
 skip unchanged values still fire) and the table reports ns per set, with the
 cost of the empty timing loop subtracted.
 
+The Component rows put a `features.Component` (an attribute of an outside
+object as a state object) next to the StateObject set and a plain `setattr`:
+its set should cost a StateObject set plus one `setattr`. On a busy machine,
+shorter timings (`--rounds 200 --number 2000`) keep the minimum clean: a
+long timing is rarely free of a preemption.
+
 The traitlets row needs traitlets (``pip install traitlets``, or the project's
 ``dev`` extra); without it that row and its ratio are skipped.
 
@@ -71,7 +77,16 @@ def build(state: State) -> dict[str, object]:
     for _ in range(10):
         ten.x_ref.attach(noop)
     filtered.x_ref.attach(noop, every=100)
+    from statefire.features import Component  # imports torch: only these rows need it
+
+    outside, observed_outside = Plain(), Plain()
+    component = Component(outside, ["x"], name="component")
+    component_one = Component(observed_outside, ["x"], name="component_one")
+    component_one.x_ref.attach(noop)
     namespace = {
+        "component": component,
+        "component_one": component_one,
+        "setattr": setattr,
         "plain": Plain(),
         "prop": WithProperty(),
         "unobserved": Unobserved(name="unobserved"),
@@ -112,6 +127,9 @@ ROWS = [
     ("filtered", "StateObject, 1 callback every=100", "filtered.x = 1; filtered.x = 2"),
     ("call", "bare call of the no-op callback", "noop(1); noop(2)"),
     ("traitlets", "traitlets Int, 1 observer", "trait.x = 1; trait.x = 2"),
+    ("setattr", "setattr() of a plain attribute", "setattr(plain, 'x', 1); setattr(plain, 'x', 2)"),
+    ("component0", "Component attribute, 0 callbacks", "component.x = 1; component.x = 2"),
+    ("component1", "Component attribute, 1 no-op callback", "component_one.x = 1; component_one.x = 2"),
 ]
 
 
@@ -168,6 +186,14 @@ def report(ns: dict[str, float]) -> int:
           f"StateObject/property {ns['so0'] / ns['property']:.2f}x, "
           f"Counter/plain {ns['counter0'] / ns['plain']:.2f}x"
           + (f", traitlets/1-callback {ns['traitlets'] / ns['so1']:.1f}x" if "traitlets" in ns else ""))
+    print()
+    print("Component set = StateObject set + one setattr?")
+    for rows, label in ((("component0", "so0"), "0 callbacks"), (("component1", "so1"), "1 callback ")):
+        component, state_object = (ns[key] for key in rows)
+        print(f"  {label}: Component {component:6.1f} ns = StateObject {state_object:6.1f} ns "
+              f"+ {component - state_object:5.1f} ns  (setattr() {ns['setattr']:.1f} ns, "
+              f"plain attribute set {ns['plain']:.1f} ns; ratio Component/StateObject "
+              f"{component / state_object:.2f}x)")
     return misses
 
 

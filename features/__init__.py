@@ -40,6 +40,7 @@ _EXPORTS = {
     "UnsafeCheckpointError": "checkpoint",
     "ResumeInfo": "checkpoint",
     "predict": "prediction",
+    "Component": "components",
 }
 
 __all__ = sorted(_EXPORTS)

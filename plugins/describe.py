@@ -154,5 +154,5 @@ def _current_value(flow: Any, node: str) -> str:
     owner_path, _, name = node.rpartition(".")
     feature = _feature(flow.state, owner_path)
     if feature is not None:
-        return summarize(feature.__dict__.get(name))
+        return summarize(getattr(feature, name, None))  # through the descriptor: live for a Component
     return flow.graph.nodes[node].get("value", "?")
