@@ -38,6 +38,9 @@ _EXPORTS = {
     "CheckpointError": "checkpoint",
     "UnsafeCheckpointError": "checkpoint",
     "ResumeInfo": "checkpoint",
+    "auto_model": "distributed",
+    "auto_optim": "distributed",
+    "auto_dataloader": "distributed",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -38,16 +38,24 @@ class Model(Feature):
         return _component_of(cls, "module", module, state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "module": self.module.state_dict()}
+        return {**super().state_dict(), "module": _unwrapped(self.module).state_dict()}
 
     def _load(self, state_dict: dict[str, Any]) -> None:
         super()._load(state_dict)
         if "module" in state_dict:
-            self.module.load_state_dict(state_dict["module"])
+            _unwrapped(self.module).load_state_dict(state_dict["module"])
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.module.parameters())
         return f"<Model {self.path}: {type(self.module).__name__}, {n} parameters>"
+
+
+def _unwrapped(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a (Distributed)DataParallel wrapper: its weights without the `module.` prefix,
+    so a checkpoint moves between one process and several."""
+    if isinstance(module, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        return module.module
+    return module
 
 
 class _GroupValue(StateObject):
