@@ -1,18 +1,20 @@
 """Two processes launched by torchrun (gloo, CPU); run by `test_torchrun.py` as
 
-    python -m torch.distributed.run --standalone --nproc_per_node=2 torchrun_script.py OUT MODE [--kill-at N]
+    python -m torch.distributed.run --standalone --nproc_per_node=2 torchrun_script.py OUT {first,second} [--kill-at N]
 
 OUT holds `data.pt` (digits tensors, prepared by the test). Each process writes
-`OUT/<mode>_rank<N>.json` with what it saw. Modes:
+`OUT/<mode>_rank<N>.json` with what it saw. Two launches, to start torch as
+few times as possible:
 
-- `stop`: (1) a NaN loss on the second process only, at iteration 5, with a
-  `TerminateOnNan`; (2) an `EarlyStopping` whose patience runs out on the
-  second process only; (3) a model trained through `auto_model`, `auto_optim`
-  and `auto_dataloader` (final weights in `OUT/auto.pt`); (4) the reference
-  run of the resume test, uninterrupted, in `OUT/full/`.
-- `train`: the resume run in `OUT/killed/`: it starts from the latest
-  checkpoint if there is one; with `--kill-at N`, the first process SIGKILLs
-  both processes when iteration N completed.
+- `first --kill-at N`: a training checkpointing into `OUT/killed/`, where
+  the first process SIGKILLs both processes when iteration N completed.
+- `second`: (1) the killed training relaunched: it resumes from its latest
+  checkpoint and ends in `OUT/killed/final.pt`; (2) a NaN loss on the second
+  process only, at iteration 5, with a `TerminateOnNan`; (3) an
+  `EarlyStopping` whose patience runs out on the second process only; (4) a
+  model trained through `auto_model`, `auto_optim` and `auto_dataloader`
+  (final weights in `OUT/auto.pt`); (5) the killed training again,
+  uninterrupted from scratch, in `OUT/full/`. The launch exits 0.
 
 The resume run has per-process randomness in every generator: dropout
 (torch), input noise (numpy) and a noise scale (python's `random`), each
@@ -170,15 +172,15 @@ def main() -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    if mode == "stop":
-        seen = {
-            "nan": nan_on_one_process(out, rank),
-            "patience": patience_on_one_process(rank),
-            "auto": auto_helpers(out, rank),
-            "full": train(out / "full", out, rank, None),
-        }
-    else:
-        seen = {"train": train(out / "killed", out, rank, kill_at)}
+    if mode == "first":
+        train(out / "killed", out, rank, kill_at)  # SIGKILLed at iteration kill_at
+    seen = {
+        "resumed": train(out / "killed", out, rank, None),
+        "nan": nan_on_one_process(out, rank),
+        "patience": patience_on_one_process(rank),
+        "auto": auto_helpers(out, rank),
+        "full": train(out / "full", out, rank, None),
+    }
     (out / f"{mode}_rank{rank}.json").write_text(json.dumps(seen))
     dist.barrier()
     dist.destroy_process_group()
