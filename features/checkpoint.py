@@ -6,6 +6,10 @@ RNG states of python, numpy and torch at save time. Files are written
 through a temp file, fsync'ed and renamed, so a kill during a save leaves
 the previous checkpoint intact; `Checkpoint.latest(dirname)` finds the
 newest complete one and `Checkpoint.load(path)` restores it silently.
+
+In distributed training the first process writes the file, after gathering
+every process's RNG states and own feature states (data positions, partial
+metric accumulators); on load each process restores its own entry.
 """
 
 from __future__ import annotations
