@@ -12,7 +12,10 @@ looked up in `sys.modules`, so importing this module imports no torch; the
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "process_group",
@@ -86,7 +89,9 @@ def _collective_device(dist: Any) -> Any:
 # -- ignite's auto_* helpers, registering what they return as components -------------------------
 
 
-def auto_model(model: Any, *, sync_bn: bool = False, name: str | None = None, **kwargs: Any) -> Any:
+def auto_model(
+    model: torch.nn.Module, *, sync_bn: bool = False, name: str | None = None, **kwargs: Any
+) -> torch.nn.Module:
     """`ignite.distributed.auto_model`, with the result registered as a `Model` component.
 
     The model goes to this process's device and, with several processes, is
@@ -101,7 +106,7 @@ def auto_model(model: Any, *, sync_bn: bool = False, name: str | None = None, **
     Args:
         model: the `torch.nn.Module` to adapt.
         sync_bn: convert batch norm layers to `SyncBatchNorm` (native backends).
-        name: the component's name; default: the class name of `model`, lower case.
+        name: the name of a new component; default: the class name of `model`, lower case.
         **kwargs: passed to `DistributedDataParallel` (or `DataParallel`).
 
     Returns:
@@ -129,7 +134,7 @@ def auto_model(model: Any, *, sync_bn: bool = False, name: str | None = None, **
     return adapted
 
 
-def auto_optim(optimizer: Any, *, name: str | None = None, **kwargs: Any) -> Any:
+def auto_optim(optimizer: torch.optim.Optimizer, *, name: str | None = None, **kwargs: Any) -> torch.optim.Optimizer:
     """`ignite.distributed.auto_optim`, with the result registered as an `Optimizer` component.
 
     Native torch backends (gloo, nccl) need nothing: the optimizer comes back
@@ -139,7 +144,7 @@ def auto_optim(optimizer: Any, *, name: str | None = None, **kwargs: Any) -> Any
 
     Args:
         optimizer: a `torch.optim.Optimizer`.
-        name: the component's name; default: the optimizer's class name, lower case.
+        name: the name of a new component; default: the optimizer's class name, lower case.
         **kwargs: passed to horovod's `DistributedOptimizer`.
 
     Example:
@@ -165,7 +170,7 @@ def auto_optim(optimizer: Any, *, name: str | None = None, **kwargs: Any) -> Any
     return adapted
 
 
-def auto_dataloader(dataset: Any, **kwargs: Any) -> Any:
+def auto_dataloader(dataset: torch.utils.data.Dataset, **kwargs: Any) -> torch.utils.data.DataLoader:
     """`ignite.distributed.auto_dataloader`: a `DataLoader` that shards `dataset` over the processes.
 
     With several processes, the loader gets a `DistributedSampler` (shuffled
