@@ -35,10 +35,19 @@ def torchrun(out: Path, *args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(SCRIPT), str(out), *args]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        return subprocess.run(command, cwd=out, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    except subprocess.TimeoutExpired as error:
-        pytest.fail(f"torchrun {' '.join(args)} did not finish in {TIMEOUT} s (a deadlock?): {error.stderr!s:.3000}")
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # torchrun starts its workers in sessions of their own: SIGTERM makes it stop them first.
+        process.terminate()
+        try:
+            _, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+        pytest.fail(f"torchrun {' '.join(args)} did not finish in {TIMEOUT} s (a deadlock?): {stderr[-3000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def seen(out: Path, mode: str) -> list[dict]:
