@@ -175,7 +175,7 @@ def two_processes(n: int, repeats: int, epochs: int) -> None:
         init = f"file://{os.path.join(tmp, 'rendezvous')}"
         mp.spawn(worker, args=(init, n, repeats, epochs, results), nprocs=2)
         samples = torch.load(results)
-    print(f"b) two processes (gloo, CPU), microseconds per iteration, measured on the first process")
+    print("b) two processes (gloo, CPU), microseconds per iteration, measured on the first process")
     print(row(f"engine over {n} items + the check alone (no agreement)", samples["check"]))
     print(row("engine + TerminateOnNan (one all-reduce each)", samples["terminate_on_nan"]))
     agreement = statistics.median(samples["terminate_on_nan"]) - statistics.median(samples["check"])

@@ -548,10 +548,8 @@ def _gather_process_states(state_dict: dict[str, Any]) -> list[dict[str, Any]] |
     group = process_group()
     if group is None:
         return None
-    own = {
-        "rng": _rng_states(),
-        "state": {category: features for category, features in state_dict.items() if category not in _SHARED_CATEGORIES},
-    }
+    own_state = {category: features for category, features in state_dict.items() if category not in _SHARED_CATEGORIES}
+    own = {"rng": _rng_states(), "state": own_state}
     rank, world_size = group.get_rank(), group.get_world_size()
     gathered: list[Any] | None = [None] * world_size if rank == 0 else None
     group.gather_object(own, gathered, dst=0)
