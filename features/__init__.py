@@ -41,6 +41,9 @@ _EXPORTS = {
     "ResumeInfo": "checkpoint",
     "predict": "prediction",
     "Component": "components",
+    "auto_model": "distributed",
+    "auto_optim": "distributed",
+    "auto_dataloader": "distributed",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -6,6 +6,10 @@ RNG states of python, numpy and torch at save time. Files are written
 through a temp file, fsync'ed and renamed, so a kill during a save leaves
 the previous checkpoint intact; `Checkpoint.latest(dirname)` finds the
 newest complete one and `Checkpoint.load(path)` restores it silently.
+
+In distributed training the first process writes the file, after gathering
+every process's RNG states and own feature states (data positions, partial
+metric accumulators); on load each process restores its own entry.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from statefire.frame.errors import FrameError
 from . import engine as _engine
 from ._artifacts import CHECKPOINTS, artifact_dir
 from ._judging import in_training, resolve_mode
-from .distributed import is_main_process
+from .distributed import is_main_process, process_group, process_rank
 
 __all__ = [
     "Checkpoint",
@@ -365,6 +369,7 @@ class Checkpoint(Feature):
                 "state": _plain(self.state.state_dict(), path),
                 "rng": _rng_states(),
             }
+            payload["processes"] = _gather_process_states(payload["state"])
         finally:
             self._pending = None
         if is_main_process():  # in distributed training, the first process writes the files
@@ -538,13 +543,14 @@ class Checkpoint(Feature):
                 f"checkpoint {str(path)!r} does not fit this State, nothing was restored: {shown}; "
                 "build the State as it was when the file was saved"
             )
+        own_state, own_rng = _this_process_states(payload, path, restore_rng)
         try:
-            state.load_state_dict(payload["state"], strict=strict)
+            state.load_state_dict(own_state, strict=strict)
         except FrameError as error:
             _engine._add_note(error, f"while loading checkpoint {str(path)!r}")
             raise
         if restore_rng:
-            _set_rng_states(payload["rng"])
+            _set_rng_states(own_rng)
         info = ResumeInfo(path, payload["save_number"], payload.get("score"), payload["state"])
         _RESUMED[state] = info
         _announce_resume(state, info)
@@ -778,3 +784,64 @@ def _set_rng_states(rng: dict[str, Any]) -> None:
     torch.set_rng_state(rng["torch"])
     if rng.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+# -- many processes: every process's RNG states and data position -----------------------------
+
+#: Categories whose state is the same on every process (DistributedDataParallel keeps
+#: models and optimizers equal): saved once, from the main process.
+_SHARED_CATEGORIES = frozenset({"components"})
+
+
+def _gather_process_states(state_dict: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Every process's RNG states and own feature states, gathered to the main process.
+
+    None in a single process. Each entry holds that process's RNG states and
+    its state dict without the models and optimizers: the engines' data
+    positions (their order generators), the metrics' partial accumulators,
+    whatever else differs between processes. Every process must save at the
+    same point (it is a collective); the main process gets the list, the
+    others None.
+    """
+    group = process_group()
+    if group is None:
+        return None
+    own_state = {category: features for category, features in state_dict.items() if category not in _SHARED_CATEGORIES}
+    own = {"rng": _rng_states(), "state": own_state}
+    rank, world_size = group.get_rank(), group.get_world_size()
+    gathered: list[Any] | None = [None] * world_size if rank == 0 else None
+    group.gather_object(own, gathered, dst=0)
+    return gathered
+
+
+def _this_process_states(
+    payload: dict[str, Any], path: Path, restore_rng: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The state dict and RNG states this process restores: its own entry of a distributed checkpoint.
+
+    A checkpoint from as many processes as now run gives each process its
+    own RNG states and data position over the main process's state dict. A
+    different number of processes (e.g. a distributed checkpoint loaded in
+    one process to evaluate) restores the main process's, with a warning when
+    RNG states are restored: the run will not continue exactly.
+    """
+    processes = payload.get("processes")
+    rank, world_size = process_rank()
+    saved_size = 1 if not processes else len(processes)
+    if saved_size != world_size:
+        if restore_rng:
+            warnings.warn(
+                f"checkpoint {str(path)!r} was saved by {saved_size} process(es) and is loaded by {world_size}: "
+                "every process restores the first process's RNG states and data position, so the run "
+                f"does not continue exactly; resume with {saved_size} process(es) for an exact resume "
+                "(or pass restore_rng=False when only the weights matter)",
+                stacklevel=3,
+            )
+        return payload["state"], payload["rng"]
+    if not processes:
+        return payload["state"], payload["rng"]
+    own = processes[rank]
+    state_dict = {category: dict(features) for category, features in payload["state"].items()}
+    for category, features in own["state"].items():
+        state_dict.setdefault(category, {}).update(features)
+    return state_dict, own["rng"]

@@ -44,7 +44,7 @@ class Model(Feature):
         return _component_of(cls, "module", module, state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "module": self.module.state_dict()}
+        return {**super().state_dict(), "module": _unwrapped(self.module).state_dict()}
 
     def check_state_dict(self, state_dict: dict[str, Any]) -> list[str]:
         """What in `state_dict` does not fit the module: missing or extra entries, other shapes."""
@@ -54,7 +54,7 @@ class Model(Feature):
             return []
         if not isinstance(saved, dict):
             return [f"{where}: expected the module's state dict, found {type(saved).__name__}"]
-        own = self.module.state_dict()
+        own = _unwrapped(self.module).state_dict()
         problems = [f"{where}.{key}: missing (the model has it)" for key in own if key not in saved]
         problems += [f"{where}.{key}: not in the model" for key in saved if key not in own]
         for key, tensor in own.items():
@@ -72,11 +72,19 @@ class Model(Feature):
     def _load(self, state_dict: dict[str, Any]) -> None:
         super()._load(state_dict)
         if "module" in state_dict:
-            self.module.load_state_dict(state_dict["module"])
+            _unwrapped(self.module).load_state_dict(state_dict["module"])
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.module.parameters())
         return f"<Model {self.path}: {type(self.module).__name__}, {n} parameters>"
+
+
+def _unwrapped(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a (Distributed)DataParallel wrapper: its weights without the `module.` prefix,
+    so a checkpoint moves between one process and several."""
+    if isinstance(module, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        return module.module
+    return module
 
 
 class _GroupValue(StateObject):

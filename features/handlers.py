@@ -20,6 +20,7 @@ from ignite.utils import apply_to_type
 from statefire.frame import Counter, Feature, FilteredRef, Ref, StateObject, as_ref
 
 from ._judging import in_training, resolve_mode
+from .distributed import _any_over, process_group
 from .engine import RUN_ON_PRIORITY, Engine
 
 __all__ = ["EarlyStopping", "TerminateOnNan", "LRScheduler", "Timer"]
@@ -51,6 +52,10 @@ class EarlyStopping(Feature):
     (an `AverageOutput`, an engine's output) `mode` is required. Only the
     scores that fire while `trainer` runs are judged: running the
     validation evaluator by hand measures without spending patience.
+    In distributed training the processes decide together: when the patience
+    runs out on any one, every process terminates at the same iteration (one
+    all-reduce per score; none in a single process). `score_ref` must fire on
+    every process at the same points, as an evaluator's metric does.
 
     Args:
         score_ref: the score to watch, e.g. `state.val_evaluator_accuracy.value_ref`.
@@ -136,11 +141,15 @@ class EarlyStopping(Feature):
         if best is None or score > best + self.min_delta:
             self.n_bad = 0
             self.best_score = sign * score
-            return
-        if not self.cumulative_delta and score > best:
-            self.best_score = sign * score  # a small gain moves the reference, not the patience
-        self.n_bad += 1
-        if self.n_bad >= self.patience:
+        else:
+            if not self.cumulative_delta and score > best:
+                self.best_score = sign * score  # a small gain moves the reference, not the patience
+            self.n_bad += 1
+        stop = self.n_bad >= self.patience
+        group = process_group()
+        if group is not None:  # every process stops at the same iteration, or none does
+            stop = _any_over(group, stop)
+        if stop:
             self.stopped = True
             self.trainer.terminate()
 
@@ -152,6 +161,11 @@ class TerminateOnNan(Feature):
     (walked with ignite's `apply_to_type`, as ignite's `TerminateOnNan`
     does). Checking a tensor reads it back from the device, so on a GPU use
     `ref(every=N)` to check every N-th value only.
+
+    In distributed training the processes decide together: a non-finite value
+    on any one terminates every process at the same iteration, so none waits
+    forever in a collective the others left. That costs one all-reduce of one
+    number per check (none in a single process); `ref(every=N)` divides it by N.
 
     Args:
         ref: what to check, e.g. `trainer.output_ref` (the loss).
@@ -201,7 +215,11 @@ class TerminateOnNan(Feature):
             return x
 
         apply_to_type(value, (numbers.Number, torch.Tensor), look)
-        if not finite[0]:
+        stop = not finite[0]
+        group = process_group()
+        if group is not None:  # every process stops at the same iteration, or none does
+            stop = _any_over(group, stop)
+        if stop:
             self.terminated_at = self.engine.n_iteration_started
             self.engine.terminate()
 

@@ -12,7 +12,7 @@ from typing import Any
 from statefire.frame import Feature, FilteredRef, Ref, StateObject, as_ref
 from statefire.frame._names import snake_case
 
-from .distributed import process_group
+from .distributed import _collective_device, process_group
 from .engine import _size_rule, engine_behind
 
 __all__ = ["Metric", "Accuracy", "Loss", "AverageOutput", "RunningAverage", "METRIC_PRIORITY"]
@@ -175,11 +175,12 @@ def _sum_over_processes(dist: Any, value: Any) -> Any:
     """`value` (a number or a tensor) summed over all processes; this process's copy is left alone."""
     import torch
 
+    device = _collective_device(dist)  # nccl takes CUDA tensors only
     if isinstance(value, torch.Tensor):
-        total = value.detach().clone()
+        total = value.detach().to(device, copy=True)
         dist.all_reduce(total)
-        return total
-    total = torch.tensor(float(value), dtype=torch.float64)
+        return total.to(value.device)
+    total = torch.tensor(float(value), dtype=torch.float64, device=device)
     dist.all_reduce(total)
     return int(total.item()) if isinstance(value, int) else total.item()
 
