@@ -138,18 +138,22 @@ class _AtomicDiskSaver(DiskSaver):
     """
 
     def _save_func(self, checkpoint: Any, path: Path, func: Any) -> None:  # type: ignore[override]
-        path = Path(path)
-        temp = path.with_name(f"{path.name}{_TEMP_MARK}{os.getpid()}")
-        try:
-            with open(temp, "wb") as file:
-                func(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+        _write_atomically(checkpoint, Path(path), func)
+
+
+def _write_atomically(payload: Any, path: Path, func: Any = torch.save) -> None:
+    """`func(payload, file)` into `<path>.tmp-<pid>`, fsync, rename to `path`, fsync the directory."""
+    temp = path.with_name(f"{path.name}{_TEMP_MARK}{os.getpid()}")
+    try:
+        with open(temp, "wb") as file:
+            func(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -360,6 +364,30 @@ class Checkpoint(Feature):
             if zipfile.is_zipfile(path):
                 return path
         return None
+
+    @staticmethod
+    def write(
+        path: str | os.PathLike[str], *, state: State | None = None, save_number: int = 1, score: float | None = None
+    ) -> Path:
+        """Write `state` (default: the current State) to the checkpoint file `path` now, atomically.
+
+        The file is the one a `Checkpoint` feature writes (the state dict and
+        the RNG states), so `Checkpoint.load(path)` restores it exactly; for
+        tools that save a state once rather than on a trigger.
+        """
+        path = Path(path)
+        state = state or State.current()
+        payload = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "save_number": save_number,
+            "score": score,
+            "state": state.state_dict(),
+            "rng": _rng_states(),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(payload, path)
+        return path
 
     @staticmethod
     def read(path: str | os.PathLike[str]) -> dict[str, Any]:
