@@ -30,9 +30,11 @@ import random
 import re
 import shutil
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -174,9 +176,8 @@ def _step_text(name: str, kwargs: Mapping[str, Any]) -> str:
 
 def _folder_name(path: str, node_id: str) -> str:
     """A file-name-safe folder named from the node's path and a short id."""
-    parts = path.split("/")
+    parts = [re.sub(r"[^A-Za-z0-9_.,=()+-]", "_", part) for part in path.split("/")]
     text = "~".join(parts[1:]) or parts[0]
-    text = re.sub(r"[^A-Za-z0-9_.,=()+-]", "_", text)
     if len(text) > 96:  # keep the end: the last recipes tell the branches apart
         text = "..." + text[-93:]
     return f"{text}~{node_id[:_SHORT_ID]}"
@@ -418,8 +419,10 @@ class TreeNode:
     def load(self) -> State:
         """A fresh State made by `build()` with this node's state restored, for inspection.
 
-        The caller's RNG states are left as they were, and the State's
-        TensorBoard writers write nothing.
+        The caller's RNG states are left as they were. The State's TensorBoard
+        writers write nothing, and a `Checkpoint()` given no directory writes
+        into a scratch directory removed with the State, so inspecting (even
+        training) a loaded node never touches the tree.
         """
         return self.tree._load_node(self)
 
@@ -783,6 +786,8 @@ class ExperimentTree:
         try:
             with state:
                 self._make(state)
+                scratch = _NodeArtifacts(Path(tempfile.mkdtemp(prefix="statefire-node-")), node.folder)
+                weakref.finalize(scratch, shutil.rmtree, scratch.root, True)  # gone with the State
                 for writer in state.writers:
                     if isinstance(writer, TensorBoard):
                         writer.writer = _discarding_writer  # type: ignore[method-assign]
