@@ -219,9 +219,18 @@ def _differences(expected: dict[str, str], state_dict: Any) -> list[str]:
     problems += [
         f"{p} is {found[p]}, expected {expected[p]}"
         for p in sorted(set(found) & set(expected))
-        if expected[p] != "value" and found[p] != expected[p]
+        if _reshaped(expected[p], found[p])
     ]
     return problems
+
+
+def _layout_problems(saved: dict[str, str], layout: dict[str, str]) -> bool:
+    return set(saved) != set(layout) or any(_reshaped(saved[p], layout[p]) for p in saved)
+
+
+def _reshaped(before: str, after: str) -> bool:
+    # a value that is None when built and a tensor once trained (an RNG state) is fine; a new shape is not
+    return before != after and before != "value" and after != "value"
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -647,6 +656,8 @@ class ExperimentTree:
         try:
             with _Lock(self.dir, timeout):
                 self._read()  # another process may have realized nodes while this one waited
+                for temp in (self.dir / _NODES).glob(f"*{_TEMP_MARK}*"):
+                    temp.unlink(missing_ok=True)  # a killed writer's; no one else writes while we hold the lock
                 for node in self._in_order(wanted):
                     self._realize(node, result)
         finally:
@@ -734,6 +745,9 @@ class ExperimentTree:
     def _make(self, state: State) -> set[int]:
         """Run `build()` in `state`; check (once) its layout against the tree's; the ids of its features."""
         assert self._build is not None
+        # imported first: it teaches engines to save a global-RNG data order, which changes their layout
+        import statefire.features.checkpoint  # noqa: F401
+
         self._build()
         if not state.features:
             raise TreeError(
@@ -746,11 +760,11 @@ class ExperimentTree:
             saved = None
             if meta.is_file():
                 saved = json.loads(meta.read_text(encoding="utf-8")).get("layout")
-            if saved is not None and saved != layout:
+            if saved is not None and _layout_problems(saved, layout):
                 problems = [f"missing {p}" for p in sorted(set(saved) - set(layout))]
                 problems += [f"new {p}" for p in sorted(set(layout) - set(saved))]
                 problems += [f"{p} is {layout[p]}, was {saved[p]}" for p in sorted(set(layout) & set(saved))
-                             if layout[p] != saved[p]]  # fmt: skip
+                             if _reshaped(saved[p], layout[p])]  # fmt: skip
                 raise BuildMismatchError(
                     f"build() {self._build_name!r} makes features unlike the nodes saved in {str(self.dir)!r}: "
                     f"{'; '.join(problems[:20])}{' ...' if len(problems) > 20 else ''}. Keep build()'s features "
