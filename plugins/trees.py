@@ -699,6 +699,8 @@ class ExperimentTree:
         result.computed.append(node)
 
     def _compute(self, node: TreeNode) -> None:
+        import statefire.features.checkpoint  # noqa: F401  (imported before the clock starts: not the node's time)
+
         start = time.perf_counter()
         self._clear_artifacts(node.folder)  # a killed attempt's partial event files and checkpoints
         nodes_dir = self.dir / _NODES
@@ -1031,13 +1033,15 @@ def _draw(graph: nx.DiGraph, labels: dict[str, str], path: Path, dpi: int) -> No
     positions = _tidy_layout(graph)
     width = max(1.0, max((x for x, _ in positions.values()), default=0.0) + 1)
     depth = max(1.0, -min((y for _, y in positions.values()), default=0.0) + 1)
-    figure = Figure(figsize=(max(4.0, 2.6 * width), max(2.5, 1.4 * depth)))
+    figure = Figure(figsize=(max(4.0, 2.8 * width), max(2.5, 1.3 * depth)))
     ax = figure.add_subplot()
     ax.set_axis_off()
-    colours = ["#f4a6a6" if graph.nodes[n]["status"] == FAILED else "#cfe3f7" for n in graph]
-    nx.draw_networkx_edges(graph, positions, ax=ax, arrows=True, arrowstyle="-|>", node_size=2400, edge_color="#777")
-    nx.draw_networkx_nodes(graph, positions, ax=ax, node_color=colours, node_size=2400, node_shape="s")
-    nx.draw_networkx_labels(graph, positions, labels=labels, ax=ax, font_size=7)
-    ax.margins(x=0.6 / width + 0.05, y=0.6 / depth + 0.05)
+    nx.draw_networkx_edges(graph, positions, ax=ax, arrows=True, arrowstyle="-|>", arrowsize=12, edge_color="#777",
+                           min_source_margin=14, min_target_margin=16)  # fmt: skip
+    for status, colour in ((COMPLETED, "#cfe3f7"), (FAILED, "#f4b6b6")):
+        chosen = {n: labels[n] for n in graph if graph.nodes[n]["status"] == status}
+        nx.draw_networkx_labels(graph, positions, labels=chosen, ax=ax, font_size=8,
+                                bbox={"boxstyle": "round,pad=0.4", "fc": colour, "ec": "#555"})  # fmt: skip
+    ax.margins(x=0.5 / width + 0.04, y=0.4 / depth + 0.04)
     figure.tight_layout()
     figure.savefig(path, dpi=dpi)
