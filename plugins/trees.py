@@ -461,7 +461,19 @@ class TreeNode:
 
 @dataclasses.dataclass
 class TreeRunResult:
-    """What one `tree.run()` did: nodes computed, found on disk, failed, skipped."""
+    """What one `tree.run()` did: nodes computed, found on disk, failed, skipped.
+
+    Example:
+        >>> import tempfile
+        >>> from statefire.frame import Params
+        >>> from statefire.plugins import ExperimentTree
+        >>> def build():
+        ...     Params(name="hp", level=0)
+        >>> tree = ExperimentTree(tempfile.mkdtemp(), build)
+        >>> _ = tree.root()
+        >>> tree.run(), tree.run()
+        (<TreeRunResult computed=1 cached=0 failed=0 skipped=0>, <TreeRunResult computed=0 cached=1 failed=0 skipped=0>)
+    """
 
     computed: list[TreeNode] = dataclasses.field(default_factory=list)
     cached: list[TreeNode] = dataclasses.field(default_factory=list)

@@ -380,6 +380,17 @@ def test_a_build_with_other_features_is_refused_naming_the_paths(tmp_path):
         assert text in message
 
 
+def test_a_build_that_makes_its_features_elsewhere_is_refused(tmp_path):
+    def build_elsewhere():
+        with State():  # not the State the tree gives it
+            Params(name="hp", level=0)
+
+    with pytest.raises(Exception, match=r"build\(\) .*build_elsewhere.* made no feature in the current State"):
+        tree = ExperimentTree(tmp_path / "t", build_elsewhere)
+        tree.root()
+        tree.run()
+
+
 def test_kwargs_must_be_json_data_and_recipes_need_readable_source(tmp_path):
     tree = ExperimentTree(tmp_path / "t", build_small)
     root = tree.root()
