@@ -19,7 +19,6 @@ On disk, `<dir>/`:
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import functools
 import hashlib
 import inspect
@@ -33,6 +32,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import traceback
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -287,6 +287,8 @@ class _Lock:
         self.file: Any = None
 
     def __enter__(self) -> _Lock:
+        import fcntl  # POSIX only: imported here so that reading a tree works everywhere
+
         self.file = open(self.path, "a+", encoding="utf-8")
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
@@ -311,6 +313,8 @@ class _Lock:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        import fcntl
+
         self.file.seek(0)
         self.file.truncate()
         fcntl.flock(self.file.fileno(), fcntl.LOCK_UN)
@@ -350,7 +354,8 @@ class TreeNode:
         depth: 0 for a root; `path`: `"root/train(n_epochs=5)/prune(amount=0.3)"`.
         status: `"pending"`, `"completed"`, `"failed"` or `"skipped"`.
         metrics: every numeric metric's value when the recipe ended, by metric name.
-        duration: seconds the node took (build, load, recipe, save); `error`: why it failed.
+        duration: seconds the node took (build, load, recipe, save).
+        error: why it failed (`"RuntimeError: ..."`), and `traceback` where.
 
     Example:
         >>> import tempfile
@@ -392,6 +397,7 @@ class TreeNode:
         self.metrics: dict[str, float] = {}
         self.duration: float | None = None
         self.error: str | None = None
+        self.traceback: str | None = None
         self.finished: str | None = None
         self._function: Callable[..., Any] | None = None  # the recipe, when made by then() in this process
 
@@ -451,6 +457,7 @@ class TreeNode:
             "metrics": self.metrics,
             "duration": self.duration,
             "error": self.error,
+            "traceback": self.traceback,
             "finished": self.finished,
         }
 
@@ -602,6 +609,7 @@ class ExperimentTree:
             node.metrics = dict(record.get("metrics") or {})
             node.duration = record.get("duration")
             node.error = record.get("error")
+            node.traceback = record.get("traceback")
             node.finished = record.get("finished")
         return node
 
@@ -702,6 +710,7 @@ class ExperimentTree:
             assert error is not None
             node.status = FAILED
             node.error = f"{type(error).__name__}: {error}"
+            node.traceback = "".join(traceback.format_exception(error))
             node.metrics, node.duration = {}, failure.duration
             node.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             _write_json(self.dir / _NODES / f"{node.id}.json", node.record())
@@ -749,7 +758,7 @@ class ExperimentTree:
             from statefire.features.checkpoint import Checkpoint
 
             Checkpoint.write(nodes_dir / f"{node.id}.pt", state=state, save_number=node.depth + 1)
-        node.status, node.error = COMPLETED, None
+        node.status, node.error, node.traceback = COMPLETED, None, None
         node.metrics = metrics
         node.duration = time.perf_counter() - start
         node.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")

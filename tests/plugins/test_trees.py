@@ -329,6 +329,7 @@ def test_a_failing_recipe_fails_its_node_skips_descendants_and_is_retried(tmp_pa
     assert below.status == "skipped" and sibling.load().hp.level == 2
     loaded = ExperimentTree.load(tmp_path / "t")
     assert [n.path for n in loaded.failed()] == ["root/flaky()"] and "flaky failed" in loaded.failed()[0].error
+    assert 'raise RuntimeError("flaky failed on purpose")' in loaded.failed()[0].traceback
     assert "root/flaky()" not in [n.path for n in loaded.find()]
     monkeypatch.delenv("TREE_FAIL")
     tree = ExperimentTree(tmp_path / "t", build_small)
