@@ -90,16 +90,27 @@ class TreeLockedError(TreeError, TimeoutError):
 # -- identity: recipes, kwargs, ids ----------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1024)
-def _source_of_code(code: Any, name: str, func: Callable[..., Any]) -> str:
-    try:
-        source = inspect.getsource(func)
-    except (OSError, TypeError) as error:
-        raise RecipeError(
-            f"recipe {name!r} has no readable source ({error}); an experiment tree identifies a recipe by its "
-            "source code, so define it with `def` in a file (not in an interactive session or exec)"
-        ) from None
-    return textwrap.dedent(source)
+# code object -> dedented source. Keyed by code, never by function: a function would keep its
+# module's globals (and any State in them) alive.
+_SOURCES: dict[Any, str] = {}
+
+
+def _source_of(func: Any, name: str) -> str:
+    code = func.__code__
+    source = _SOURCES.get(code)
+    if source is None:
+        try:
+            source = textwrap.dedent(inspect.getsource(func))
+        except (OSError, TypeError) as error:
+            raise RecipeError(
+                f"recipe {name!r} has no readable source ({error}); an experiment tree identifies a recipe by its "
+                "source code, so define it with `def` in a file or a notebook (not at a plain Python prompt or "
+                "in exec)"
+            ) from None
+        if len(_SOURCES) > 4096:
+            _SOURCES.clear()
+        _SOURCES[code] = source
+    return source
 
 
 def _identity(recipe: Any, role: str = "recipe") -> tuple[str, str, str]:
@@ -116,7 +127,7 @@ def _identity(recipe: Any, role: str = "recipe") -> tuple[str, str, str]:
             f"got {type(recipe).__name__}: {recipe!r}"
         )
     name = func.__name__
-    source = _source_of_code(func.__code__, name, func)
+    source = _source_of(func, name)
     if name == "<lambda>":
         # The source of a lambda is its whole line: two lambdas on one line are told apart
         # by what they call and the constants they hold.

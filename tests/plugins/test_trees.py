@@ -310,6 +310,10 @@ def step(state: State, by: int) -> None:
     state.hp.level += by
 
 
+def configure(state: State, by: dict) -> None:
+    state.hp.level = len(by)
+
+
 def flaky(state: State) -> None:
     if os.environ.get("TREE_FAIL"):
         raise RuntimeError("flaky failed on purpose")
@@ -410,7 +414,7 @@ def test_kwargs_must_be_json_data_and_recipes_need_readable_source(tmp_path):
     with pytest.raises(RecipeError, match="must be a function"):
         root.then(print)
     assert root.then(step, by=1, ) is root.then(step, **{"by": 1})
-    assert root.then(step, by={"a": 1, "b": 2}).id == root.then(step, by={"b": 2, "a": 1}).id
+    assert root.then(configure, by={"a": 1, "b": 2}).id == root.then(configure, by={"b": 2, "a": 1}).id
     # lambdas work when their source is readable; two on one line stay apart
     first, second = root.then(lambda s: step(s, 1)), root.then(lambda s: step(s, 2))
     assert first.id != second.id
