@@ -142,8 +142,12 @@ def _identity(recipe: Any, role: str = "recipe") -> tuple[str, str, str]:
     return name, qualified, source
 
 
-def _plain(value: Any, where: str) -> Any:
-    """`value` as plain JSON data (bool, int, float, str, None, lists, str-keyed dicts), or an error."""
+def _plain(value: Any, path: str, recipe: str) -> Any:
+    """`value` as plain JSON data (bool, int, float, str, None, lists, str-keyed dicts), or an error.
+
+    `path` locates the value in the kwargs (`'amounts'[0]`) for the error message.
+    """
+    where = f"kwarg {path} of recipe {recipe!r}"
     if value is None or type(value) in (bool, str):
         return value
     if isinstance(value, bool):
@@ -157,13 +161,13 @@ def _plain(value: Any, where: str) -> Any:
     if isinstance(value, str):
         return str(value)
     if isinstance(value, list):
-        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [_plain(item, f"{path}[{i}]", recipe) for i, item in enumerate(value)]
     if isinstance(value, dict):
         plain = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise RecipeError(f"{where} has the key {key!r} ({type(key).__name__}); JSON dict keys are strings")
-            plain[key] = _plain(item, f"{where}[{key!r}]")
+            plain[key] = _plain(item, f"{path}[{key!r}]", recipe)
         return plain
     hint = "a list" if isinstance(value, tuple) else "a name, number or list, and make the object inside the recipe"
     raise RecipeError(
@@ -648,7 +652,7 @@ class ExperimentTree:
                 "open it with ExperimentTree(dir, build)"
             )
         name, qualified, source = _identity(recipe)
-        plain = {key: _plain(value, f"kwarg {key!r} of recipe {name!r}") for key, value in kwargs.items()}
+        plain = {key: _plain(value, repr(key), name) for key, value in kwargs.items()}
         node_id = _hash({"parent": parent.id, "recipe": name, "source": source, "kwargs": plain})
         node = self._nodes.get(node_id)
         if node is None:

@@ -401,7 +401,7 @@ def test_kwargs_must_be_json_data_and_recipes_need_readable_source(tmp_path):
     root = tree.root()
     with pytest.raises(RecipeError, match=r"kwarg 'by' of recipe 'step' is tuple: \(1, 2\).*pass a list"):
         root.then(step, by=(1, 2))
-    with pytest.raises(RecipeError, match=r"kwarg 'by' of recipe 'step'\[0\]\['m'\] is Linear"):
+    with pytest.raises(RecipeError, match=r"kwarg 'by'\[0\]\['m'\] of recipe 'step' is Linear"):
         root.then(step, by=[{"m": torch.nn.Linear(1, 1)}])
     with pytest.raises(RecipeError, match=r"nan.*finite"):
         root.then(step, by=float("nan"))
