@@ -44,6 +44,8 @@ import networkx as nx
 from statefire.frame import Feature, State
 from statefire.frame.errors import FrameError, StateDictError
 
+from ._trees_draw import draw, mermaid
+
 __all__ = [
     "ExperimentTree",
     "TreeNode",
@@ -189,9 +191,9 @@ def _step_text(name: str, kwargs: Mapping[str, Any]) -> str:
     return f"{name}({', '.join(f'{k}={kwargs[k]!r}' for k in sorted(kwargs))})"
 
 
-def _folder_name(path: str, node_id: str) -> str:
-    """A file-name-safe folder named from the node's path and a short id."""
-    parts = [re.sub(r"[^A-Za-z0-9_.,=()+-]", "_", part) for part in path.split("/")]
+def _folder_name(steps: list[str], node_id: str) -> str:
+    """A file-name-safe folder named from the node's steps (its path) and a short id."""
+    parts = [re.sub(r"[^A-Za-z0-9_.,=()+-]", "_", step) for step in steps]
     text = "~".join(parts[1:]) or parts[0]
     if len(text) > 96:  # keep the end: the last recipes tell the branches apart
         text = "..." + text[-93:]
@@ -424,7 +426,18 @@ class TreeNode:
     @property
     def folder(self) -> str:
         """The folder of this node's artifacts below `<tree dir>/tb/` and `<tree dir>/checkpoints/`."""
-        return _folder_name(self.path, self.id)
+        steps, node = [], self
+        while node is not None:
+            steps.append(node.step)
+            node = node.parent
+        if steps[-1] != "root":  # an orphan whose parent's files are gone: its path still starts at the root
+            steps = self.path.split("/")[::-1]
+        return _folder_name(steps[::-1], self.id)
+
+    @property
+    def step(self) -> str:
+        """The last part of the path: `"prune(amount=0.3)"`, or `"root"`."""
+        return "root" if self.parent is None and self.depth == 0 else _step_text(self.name, self.kwargs)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -925,7 +938,7 @@ class ExperimentTree:
         lines: list[str] = []
 
         def show(node: TreeNode, lead: str, branch: str) -> None:
-            step = node.path.rsplit("/", 1)[-1]
+            step = node.step
             values = node.metrics if chosen is None else {k: node.metrics[k] for k in chosen if k in node.metrics}
             parts = [f"{lead}{branch}{step}", node.status, node.short_id]
             parts += [f"{k}={v:.4g}" for k, v in values.items()]
@@ -953,7 +966,7 @@ class ExperimentTree:
         graph = self.graph
         labels = {}
         for node_id, data in graph.nodes(data=True):
-            label = data["path"].rsplit("/", 1)[-1]
+            label = self._nodes[node_id].step
             value = data["metrics"].get(metric) if metric else None
             if value is not None:
                 label += f"\n{metric}={value:.4g}"
@@ -961,16 +974,11 @@ class ExperimentTree:
                 label += "\nfailed"
             labels[node_id] = label
         if ext in (".mmd", ".mermaid"):
-            lines = ["graph TD"]
-            for node_id, label in labels.items():
-                text = label.replace('"', "#quot;").replace("\n", "<br/>")
-                lines.append(f'    n{node_id[:12]}["{text}"]')
-            lines += [f"    n{a[:12]} --> n{b[:12]}" for a, b in graph.edges]
-            target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            target.write_text(mermaid(graph, labels), encoding="utf-8")
             return
         if ext not in (".png", ".svg", ".pdf"):
             raise ValueError(f"cannot save an experiment tree as {str(path)!r}; use .png, .svg, .pdf or .mmd")
-        _draw(graph, labels, target, dpi)
+        draw(graph, labels, target, dpi)
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -1040,44 +1048,3 @@ def _discarding_writer(run: str) -> Any:
     from statefire.features.tensorboard import _Discard
 
     return _Discard()
-
-
-def _tidy_layout(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
-    """x: leaves in depth-first order, a parent centred over its children; y: the depth."""
-    positions: dict[str, tuple[float, float]] = {}
-    next_x = [0.0]
-
-    def place(node: str, depth: int) -> float:
-        children = sorted(graph.successors(node), key=lambda c: graph.nodes[c]["path"])
-        if not children:
-            x = next_x[0]
-            next_x[0] += 1.0
-        else:
-            xs = [place(child, depth + 1) for child in children]
-            x = (xs[0] + xs[-1]) / 2
-        positions[node] = (x, -float(depth))
-        return x
-
-    for root in sorted((n for n in graph if graph.in_degree(n) == 0), key=lambda n: graph.nodes[n]["path"]):
-        place(root, 0)
-    return positions
-
-
-def _draw(graph: nx.DiGraph, labels: dict[str, str], path: Path, dpi: int) -> None:
-    from matplotlib.figure import Figure  # no pyplot: no global figure, no GUI backend
-
-    positions = _tidy_layout(graph)
-    width = max(1.0, max((x for x, _ in positions.values()), default=0.0) + 1)
-    depth = max(1.0, -min((y for _, y in positions.values()), default=0.0) + 1)
-    figure = Figure(figsize=(max(4.0, 2.8 * width), max(2.5, 1.3 * depth)))
-    ax = figure.add_subplot()
-    ax.set_axis_off()
-    nx.draw_networkx_edges(graph, positions, ax=ax, arrows=True, arrowstyle="-|>", arrowsize=12, edge_color="#777",
-                           min_source_margin=14, min_target_margin=16)  # fmt: skip
-    for status, colour in ((COMPLETED, "#cfe3f7"), (FAILED, "#f4b6b6")):
-        chosen = {n: labels[n] for n in graph if graph.nodes[n]["status"] == status}
-        nx.draw_networkx_labels(graph, positions, labels=chosen, ax=ax, font_size=8,
-                                bbox={"boxstyle": "round,pad=0.4", "fc": colour, "ec": "#555"})  # fmt: skip
-    ax.margins(x=0.5 / width + 0.04, y=0.4 / depth + 0.04)
-    figure.tight_layout()
-    figure.savefig(path, dpi=dpi)
