@@ -21,7 +21,6 @@ import shutil
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from sklearn.datasets import load_digits

@@ -27,7 +27,7 @@ from statefire.frame import Params, State
 from statefire.features import Model
 from statefire.plugins import ExperimentTree, TreeNode
 from statefire.plugins.cli import main
-from statefire.plugins.trees import BuildMismatchError, NodeStateError, RecipeError, TreeLockedError
+from statefire.plugins.trees import BuildMismatchError, RecipeError, TreeLockedError
 
 SCRIPT = Path(exp.__file__)
 ENV = {**os.environ, "PYTHONPATH": str(SCRIPT.parent), "MPLBACKEND": "Agg"}
