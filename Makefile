@@ -28,6 +28,7 @@ bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet traitlets
 	$(BIN)/python benchmarks/bench_frame.py
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_trees.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

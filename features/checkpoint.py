@@ -147,27 +147,35 @@ class _AtomicDiskSaver(DiskSaver):
     """
 
     def _save_func(self, checkpoint: Any, path: Path, func: Any) -> None:  # type: ignore[override]
-        path = Path(path)
-        temp = path.with_name(f"{path.name}{_TEMP_MARK}{os.getpid()}")
-        try:
-            with open(temp, "wb") as file:
-                func(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, path)
-        except BaseException as error:
-            temp.unlink(missing_ok=True)
-            full = _space_error(error)
-            if full is not None:
-                raise OSError(
-                    full.errno,
-                    f"{_SPACE_ERRORS[full.errno]} while writing checkpoint {str(path)!r}: the file was not "
-                    "written and the previous checkpoints are intact; free space in that directory "
-                    "(or raise the limit), or give Checkpoint another dirname",
-                    str(path),
-                ) from error
-            raise
-        _fsync_dir(path.parent)
+        _write_atomically(checkpoint, Path(path), func)
+
+
+def _write_atomically(payload: Any, path: Path, func: Any = torch.save) -> None:
+    """`func(payload, file)` into `<path>.tmp-<pid>`, fsync, rename to `path`, fsync the directory.
+
+    A full disk (or quota, or file-size limit) is an OSError naming the file;
+    the temp file is removed and the previous files stay intact.
+    """
+    temp = path.with_name(f"{path.name}{_TEMP_MARK}{os.getpid()}")
+    try:
+        with open(temp, "wb") as file:
+            func(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException as error:
+        temp.unlink(missing_ok=True)
+        full = _space_error(error)
+        if full is not None:
+            raise OSError(
+                full.errno,
+                f"{_SPACE_ERRORS[full.errno]} while writing checkpoint {str(path)!r}: the file was not "
+                "written and the previous checkpoints are intact; free space in that directory "
+                "(or raise the limit), or give Checkpoint another dirname",
+                str(path),
+            ) from error
+        raise
+    _fsync_dir(path.parent)
 
 
 #: The write errors that mean "no room": said by name, with the file.
@@ -462,6 +470,30 @@ class Checkpoint(Feature):
             if zipfile.is_zipfile(path):
                 return path
         return None
+
+    @staticmethod
+    def write(
+        path: str | os.PathLike[str], *, state: State | None = None, save_number: int = 1, score: float | None = None
+    ) -> Path:
+        """Write `state` (default: the current State) to the checkpoint file `path` now, atomically.
+
+        The file is the one a `Checkpoint` feature writes (the state dict and
+        the RNG states), so `Checkpoint.load(path)` restores it exactly; for
+        tools that save a state once rather than on a trigger.
+        """
+        path = Path(path)
+        state = state or State.current()
+        payload = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "save_number": save_number,
+            "score": score,
+            "state": state.state_dict(),
+            "rng": _rng_states(),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(payload, path)
+        return path
 
     @staticmethod
     def read(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -69,7 +69,9 @@ class TensorBoard(Feature):
 
     category = "writers"
 
-    log_dir = StateObject("", doc="the directory holding one run directory per engine")
+    # Not persisted: where this process writes is configuration, not training state, so a
+    # restored checkpoint (a resumed run, an experiment tree's parent node) never redirects it.
+    log_dir = StateObject("", doc="the directory holding one run directory per engine", persist=False)
     n_flushed = Counter(doc="times the writers were flushed (once per engine run)")
 
     def __init__(

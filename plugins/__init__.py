@@ -17,6 +17,10 @@ _EXPORTS = {
     "DataFlowGraph": "dataflow",
     "EventTrace": "trace",
     "describe": "describe",
+    "ExperimentTree": "trees",
+    "TreeNode": "trees",
+    "TreeRunResult": "trees",
+    "TreeError": "trees",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -2,6 +2,7 @@
 
     statefire graph SCRIPT.py -o flow.png [--full] [--traced] [-- SCRIPT ARGS]
     statefire trace SCRIPT.py -o trace.json [--max-events N] [--top N] [-- SCRIPT ARGS]
+    statefire tree show DIR [--metric NAME]
 
 The script runs as `__main__` (like `python SCRIPT.py`), in the global
 `frame.state`. If it raises, the graph or trace of what ran so far is still
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument("-o", "--output", default="trace.json", help="the trace file to write (default: trace.json)")
     trace.add_argument("--max-events", type=int, default=1_000_000, help="spans kept (default: 1000000)")
     trace.add_argument("--top", type=int, default=15, help="callbacks shown in the printed summary (default: 15)")
+    _add_tree_parser(commands)
     return parser
 
 
@@ -52,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         split = argv.index("--")
         argv, script_args = argv[:split], argv[split + 1:]
     args = _parser().parse_args(argv)
+    if args.command == "tree":
+        return _tree(args)
     if not os.path.isfile(args.script):
         print(f"statefire: no such script: {args.script}", file=sys.stderr)
         return 2
@@ -99,6 +103,34 @@ def _trace(args: argparse.Namespace, script_args: list[str]) -> int:
     dropped = f"; the oldest {trace.dropped} spans were dropped (raise --max-events)" if trace.dropped else ""
     print(f"statefire: wrote {args.output}: {n_events} events{dropped}; open it in https://ui.perfetto.dev")
     return status
+
+
+def _add_tree_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    tree = commands.add_parser("tree", help="inspect an experiment tree")
+    verbs = tree.add_subparsers(dest="tree_command", required=True, metavar="VERB")
+    show = verbs.add_parser("show", help="print the tree: each node's step, status, short id, metrics and duration")
+    show.add_argument("dir", help="the tree's directory (the one given to ExperimentTree)")
+    show.add_argument("--metric", action="append", metavar="NAME",
+                      help="show only this metric (repeat for several; default: every metric)")
+
+
+def _tree(args: argparse.Namespace) -> int:
+    """`statefire tree show DIR [--metric NAME]`."""
+    from .trees import ExperimentTree
+
+    try:
+        tree = ExperimentTree.load(args.dir)
+    except FileNotFoundError as error:
+        print(f"statefire: {error}", file=sys.stderr)
+        return 2
+    print(tree.format(metrics=args.metric))
+    known = {name for node in tree.nodes for name in node.metrics}
+    unknown = [name for name in args.metric or () if name not in known]
+    if unknown:
+        print(f"statefire: no node has the metric(s) {', '.join(unknown)}; metrics in this tree: "
+              f"{', '.join(sorted(known)) or 'none'}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _run(script: str, script_args: list[str], trace: object | None) -> int:

@@ -140,6 +140,31 @@ def test_invalid_arguments_are_named(s, kwargs, error, match):
     assert len(s.writers) == 0
 
 
+def test_a_restored_state_never_redirects_the_writer(tmp_path):
+    """The log dir is where this process writes, not training state: a checkpoint neither saves nor restores it."""
+    with State() as first:
+        trainer = Engine("trainer", lambda engine, batch: float(batch), data=[1, 2])
+        writer = TensorBoard(tmp_path / "parent")
+        ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref)
+        trainer.run()
+        writer.close()
+        saved = first.state_dict()
+    assert "log_dir" not in saved["writers"]["tensor_board"]
+    with State() as second:
+        trainer = Engine("trainer", lambda engine, batch: float(batch), data=[3, 4])
+        writer = TensorBoard(tmp_path / "child")
+        ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref)
+        second.load_state_dict(saved)
+        trainer.run()
+        writer.close()
+    assert writer.log_dir == str(tmp_path / "child")
+    def points(run_dir):
+        return [(e.step, e.value) for e in EventAccumulator(str(run_dir)).Reload().Scalars("engines/trainer/output")]
+
+    assert points(tmp_path / "child" / "trainer") == [(2, 3.0), (3, 4.0)]  # the x axis goes on from the restore
+    assert points(tmp_path / "parent" / "trainer") == [(0, 1.0), (1, 2.0)]
+
+
 def test_find_writer_the_only_one_by_name_or_a_clear_error(s, tmp_path):
     with pytest.raises(RuntimeError, match=r"chart 'c' has nothing to write to: create a writer, e.g. TensorBoard"):
         find_writer(s, None, "chart 'c'")
