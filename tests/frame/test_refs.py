@@ -313,7 +313,7 @@ def test_handle_name_and_repr(s):
 
     handle = t.n_samples_ref.attach(log_it, every=100)
     assert handle.name.endswith("log_it")
-    assert repr(handle) == f"<Handle {handle.name} on engines.trainer.n_samples (every=100)>"
+    assert repr(handle) == f"<Handle {handle.name} on engines.trainer.n_samples (every=100, next at 100)>"
     handle.remove()
     assert "removed" in repr(handle)
 
