@@ -110,13 +110,18 @@ class Engine(Feature):
         """Run this engine whenever `ref` fires (what `run_on=` does)."""
         ref = as_ref(ref, f"run_on of engine {self.name!r}")
         other = getattr(ref.owner, "state", None)
+        if other is None and getattr(ref.owner, "_sf", None) is not None:
+            raise ValueError(
+                f"engine {self.name!r} cannot run on {ref.path}: that feature was removed from its State; "
+                "run on a ref of a feature that is in the State"
+            )
         if other is not self.state:
             raise ValueError(
                 f"engine {self.name!r} cannot run on {ref.path}: it belongs to another State; "
                 "create both inside the same `with State():` block"
             )
         self.run_on = ref
-        ref.attach(self._run_on_fire, priority=RUN_ON_PRIORITY)
+        ref.attach(self._run_on_fire, priority=RUN_ON_PRIORITY, kind="run_on")
 
     def _run_on_fire(self) -> None:
         self.run()

@@ -55,7 +55,7 @@ class Mapping_(dict[K, V]):
 
     def __call__(self) -> Mapping_[K, V]:
         warnings.warn(
-            "this collection is a property now: drop the parentheses (feature.refs, feature.values)",
+            "this collection is a property now: drop the parentheses (feature.refs)",
             DeprecationWarning,
             stacklevel=2,
         )
@@ -199,11 +199,11 @@ class Observable:
         """The state objects this class declares (its own and inherited), by name; read-only."""
         return types.MappingProxyType(cls._sf_objects)
 
-    @property
-    def values(self) -> Mapping_[str, Any]:
-        """Every state object's current value, by name."""
+    def values(self) -> dict[str, Any]:
+        """Every state object's current value, by name (a method, like `state_dict()`: it reads
+        the values now, and a feature may override it to refresh them first)."""
         values = self.__dict__
-        return Mapping_({name: values[name] for name in type(self)._sf_objects})
+        return {name: values[name] for name in type(self)._sf_objects}
 
     @property
     def refs(self) -> Mapping_[str, Ref[Any]]:
@@ -396,7 +396,7 @@ class Feature(Observable):
     def __repr__(self) -> str:
         from ._render import summarize
 
-        values = ", ".join(f"{n}={summarize(v)}" for n, v in self.values.items())
+        values = ", ".join(f"{n}={summarize(v)}" for n, v in self.values().items())
         return f"<{type(self).__name__} {self.path}: {values}>"
 
     def _repr_html_(self) -> str:

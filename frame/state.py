@@ -228,9 +228,12 @@ class State:
                 container._sf.rewire_all()
         return container
 
-    # Collections are read-only properties returning fresh lists (a
-    # feature's are dicts by name): `state.features`, `state.containers`,
-    # `state.refs`, `state.handles`, `feature.refs`, `feature.values`.
+    # The collections a State is made of are read-only properties returning
+    # fresh lists (a feature's are dicts by name): `state.features`,
+    # `state.containers`, `state.refs`, `state.handles`, `feature.refs`.
+    # Calling one (the older spelling `state.refs()`) still works, with a
+    # DeprecationWarning. `values()` and `state_dict()` stay methods: they
+    # read values now, and a feature may override them.
     @property
     def containers(self) -> Listing[Container]:
         """The containers created so far."""
