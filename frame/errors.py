@@ -67,8 +67,11 @@ class CycleError(_ChainError, RuntimeError):
     def __str__(self) -> str:
         if self.message and self._cycle is not None:
             return self.message
+        cycle = self.cycle
+        if len(cycle) > 12:  # the `cycle` attribute keeps every path
+            cycle = [*cycle[:5], f"... {len(cycle) - 10} more ...", *cycle[-5:]]
         return (
-            f"callbacks set each other in a cycle: {' -> '.join(self.cycle)}"
+            f"callbacks set each other in a cycle of {len(self.cycle) - 1} objects: {' -> '.join(cycle)}"
             + (f" ({self.message})" if self.message else "")
             + "; break the loop, or guard the set with a condition"
         )

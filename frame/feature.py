@@ -470,6 +470,8 @@ class Params(Feature):
         # Params' objects are made from keywords: a type checker cannot know them.
         def __getattr__(self, name: str) -> Any: ...
 
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
     def __new__(cls, *, name: str | None = None, **values: Any) -> Any:
         if cls is Params:
             namespace: dict[str, Any] = {key: Param(value) for key, value in values.items()}
