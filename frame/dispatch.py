@@ -738,8 +738,18 @@ class _Dispatcher:
 
     def _set_handles(self, handles: tuple[Handle, ...]) -> None:
         self.handles = handles
-        self.fire = self._compile(handles)
+        # Compiled at the first set, not here: attaching n callbacks one by one
+        # then costs O(n) in all, not a compile of the whole list per attach.
+        self.fire = self._compile(handles) if len(handles) < 2 else self._compile_and_fire
         self.owner._sf.rewire(self.name)
+
+    def _compile_and_fire(self, value: Any) -> None:
+        """The fire callable until the first set after a change of handles: compile, install, fire."""
+        fire = self.fire
+        if fire == self._compile_and_fire:
+            fire = self.fire = self._compile(self.handles)
+            self.owner._sf.rewire(self.name)  # install it (and let hot loops reload it)
+        fire(value)
 
     def resync(self) -> None:
         """After a silent change, let value-following filters start from the current value."""
