@@ -180,6 +180,8 @@ class Ref(Generic[T]):
 
     def handle_of(self, fn: Callable[..., Any]) -> Handle:
         """The handle of `fn` attached to this object (the first, if attached several times)."""
+        if isinstance(fn, Handle):
+            fn = fn.callback  # type: ignore[assignment]
         for handle in self.handles:
             if _same(handle, fn):
                 return handle
