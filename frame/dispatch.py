@@ -393,7 +393,7 @@ class Handle:
         # linear in what it owns rather than in every handle of its State.
         owned = _owned_index(owner)
         if owned is not None:
-            owned[self] = None
+            owned.add(self)
 
     # -- public ---------------------------------------------------------
     @property
@@ -471,7 +471,7 @@ class Handle:
         self.remove()
 
 
-def _owned_index(owner: Any) -> dict[Handle, None] | None:
+def _owned_index(owner: Any) -> weakref.WeakSet[Handle] | None:
     """The index of handles an observable owner keeps, or None for any other owner."""
     if owner is None:
         return None
@@ -731,7 +731,7 @@ class _Dispatcher:
         handle.dispatcher = None
         owned = _owned_index(handle.callback_owner)
         if owned is not None:
-            owned.pop(handle, None)
+            owned.discard(handle)
         handles = self.handles
         at = handles.index(handle)
         self._set_handles(handles[:at] + handles[at + 1 :])

@@ -13,6 +13,7 @@ import functools
 import keyword
 import types
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -68,7 +69,8 @@ class _Machinery(dict[str, Callable[[Any], None]]):
     The dict holds an entry only for objects that must fire (callbacks
     attached, or a hold or observer active), so a set checks one `dict.get`.
     `owned` indexes the handles whose callback belongs to this owner, so
-    removing it touches only those.
+    removing it touches only those; weakly, so that an owner does not keep
+    alive the features it listens to.
     """
 
     __slots__ = ("owner", "state", "dispatchers", "init_depth", "announced", "owned")
@@ -80,7 +82,7 @@ class _Machinery(dict[str, Callable[[Any], None]]):
         self.dispatchers: dict[str, _Dispatcher] = {}
         self.init_depth = 0
         self.announced = False
-        self.owned: dict[Handle, None] = {}
+        self.owned: weakref.WeakSet[Handle] = weakref.WeakSet()
 
     def dispatcher(self, name: str, create: bool = False) -> _Dispatcher | None:
         dispatcher = self.dispatchers.get(name)

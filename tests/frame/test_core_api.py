@@ -339,3 +339,23 @@ def test_a_feature_cannot_be_copied_or_pickled(s, how):
     trainer = Trainer(name="trainer")
     with pytest.raises(CopyError, match=r"Trainer engines\.trainer cannot be copied or pickled.*state_dict"):
         how(trainer)
+
+
+def test_reads_stay_plain_instance_dict_reads():
+    """The value-type `__get__` exists for type checkers only: at run time a state object has none."""
+    assert "__get__" not in vars(StateObject) and not hasattr(Counter, "__get__")
+
+
+def test_a_listener_does_not_keep_the_features_it_listens_to_alive(s):
+    """The index of handles a feature owns is weak: dropping the listened-to feature frees it."""
+    import gc
+    import weakref
+
+    listener = Trainer(name="listener")
+    with State():
+        source = Trainer(name="source")
+        source.loss_ref.attach(lambda: None, owner=listener)
+        alive = weakref.ref(source)
+    del source
+    gc.collect()
+    assert alive() is None
