@@ -17,7 +17,8 @@ The traitlets row needs traitlets (``pip install traitlets``, or the project's
 A second table checks that wiring scales linearly (issue 11): attaching
 4,000 callbacks to one object, and removing 2,000 features that each have a
 callback on one shared object, should each take about a second or less, and
-doubling the count should about double the time (ratio ~2, not ~4).
+doubling the count should about double the time (a ratio near 2; a cost
+quadratic in the count, as before, shows ~4).
 
 Targets (from the design contract): a set with no callback <= 250 ns; each
 attached callback adds <= 150 ns beyond its own call; a filtered callback that

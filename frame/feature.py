@@ -51,10 +51,10 @@ class Listing(list[V]):
         return self
 
 
-class Mapping_(dict[K, V]):
+class Keyed(dict[K, V]):
     """A dict that a property returns; calling it (the older method spelling) returns it too."""
 
-    def __call__(self) -> Mapping_[K, V]:
+    def __call__(self) -> Keyed[K, V]:
         warnings.warn(
             "this collection is a property now: drop the parentheses (feature.refs)",
             DeprecationWarning,
@@ -208,9 +208,9 @@ class Observable:
         return {name: values[name] for name in type(self)._sf_objects}
 
     @property
-    def refs(self) -> Mapping_[str, Ref[Any]]:
+    def refs(self) -> Keyed[str, Ref[Any]]:
         """A ref to every state object, by name."""
-        return Mapping_({name: Ref(self, name) for name in type(self)._sf_objects})
+        return Keyed({name: Ref(self, name) for name in type(self)._sf_objects})
 
     # A State, its features and refs are live wiring (callbacks, handles,
     # weak references): a copy would share or lose it, so copying is refused.
