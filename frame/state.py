@@ -312,9 +312,12 @@ class State:
         feature._sf.state = None
         feature._sf.drop_all()
         wiring.bump()
+        if not announce:  # a feature whose __init__ failed: release what it got, keep the init's error
+            with contextlib.suppress(Exception):
+                feature.close()
+            return
         try:
-            if announce:
-                container._fire("removed", feature)
+            container._fire("removed", feature)
         finally:
             feature.close()
 

@@ -359,3 +359,21 @@ def test_a_listener_does_not_keep_the_features_it_listens_to_alive(s):
     del source
     gc.collect()
     assert alive() is None
+
+
+def test_a_feature_whose_init_fails_keeps_its_error_even_if_close_cannot_run(s):
+    """A half-built feature is closed on the way out, but its close() failing does not hide the init error."""
+
+    class HalfBuilt(Feature):
+        category = "writers"
+
+        def __init__(self) -> None:
+            super().__init__()
+            raise ValueError("bad argument")
+
+        def close(self) -> None:
+            self.never_set.close()  # attributes the failed __init__ never made
+
+    with pytest.raises(ValueError, match="bad argument"):
+        HalfBuilt()
+    assert "half_built" not in dir(s)
