@@ -20,6 +20,12 @@ long timing is rarely free of a preemption.
 The traitlets row needs traitlets (``pip install traitlets``, or the project's
 ``dev`` extra); without it that row and its ratio are skipped.
 
+A second table checks that wiring scales linearly (issue 11): attaching
+4,000 callbacks to one object, and removing 2,000 features that each have a
+callback on one shared object, should each take about a second or less, and
+doubling the count should about double the time (a ratio near 2; a cost
+quadratic in the count, as before, shows ~4).
+
 Targets (from the design contract): a set with no callback <= 250 ns; each
 attached callback adds <= 150 ns beyond its own call; a filtered callback that
 does not fire adds <= 150 ns; a set with one callback <= 0.15 x a traitlets set
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import timeit
 
 from statefire.frame import Counter, Feature, State, StateObject  # noqa: E402
@@ -197,6 +204,46 @@ def report(ns: dict[str, float]) -> int:
     return misses
 
 
+def _attach_many(n: int) -> float:
+    with State():
+        target = Observed(name="target")
+        callbacks = [lambda value: None for _ in range(n)]
+        start = time.perf_counter()
+        for callback in callbacks:
+            target.x_ref.attach(callback)
+        return time.perf_counter() - start
+
+
+def _remove_many(n: int) -> float:
+    with State():
+        shared = Observed(name="shared")
+        features = [Observed(name=f"f{i}") for i in range(n)]
+        for feature in features:
+            shared.x_ref.attach(lambda: None, owner=feature)  # a callback each, owned by the feature
+            feature.x_ref.attach(lambda: None)  # and one on its own object
+        start = time.perf_counter()
+        for feature in features:
+            feature.remove()
+        return time.perf_counter() - start
+
+
+def scaling() -> None:
+    """Seconds to attach n callbacks to one object and to remove n features; the 2n/n ratios."""
+    print(f"{'wiring':<52} {'n':>6} {'seconds':>8} {'vs n/2':>7}")
+    print("-" * 76)
+    for label, run, sizes in [
+        ("attach n callbacks to one object", _attach_many, (1000, 2000, 4000)),
+        ("remove n features (each with a callback on one object)", _remove_many, (500, 1000, 2000)),
+    ]:
+        previous = None
+        for n in sizes:
+            seconds = min(run(n) for _ in range(3))
+            ratio = "" if previous is None else f"{seconds / previous:.2f}x"
+            print(f"{label:<52} {n:>6} {seconds:>8.3f} {ratio:>7}")
+            previous = seconds
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40, help="round-robin rounds (default 40)")
@@ -205,6 +252,8 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]}, {args.rounds} rounds x {args.number} loops, "
           "minimum per statement, empty-loop cost subtracted\n")
     report(measure(args.rounds, args.number))
+    print()
+    scaling()
 
 
 if __name__ == "__main__":

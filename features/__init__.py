@@ -6,6 +6,8 @@ names, so `from statefire.features import Engine` imports no torch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from statefire.frame._lazy import lazy_exports
 
 # public name -> module that defines it
@@ -48,3 +50,35 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+
+# Real imports for type checkers only (at run time names load lazily, on first use);
+# tests/test_typing.py checks that this block names every entry of _EXPORTS.
+if TYPE_CHECKING:
+    from .engine import Engine as Engine
+    from .engine import EngineError as EngineError
+    from .engine import RUN_ON_PRIORITY as RUN_ON_PRIORITY
+    from .output_handler import OutputHandler as OutputHandler
+    from .metrics import Metric as Metric
+    from .metrics import Accuracy as Accuracy
+    from .metrics import Loss as Loss
+    from .metrics import AverageOutput as AverageOutput
+    from .metrics import RunningAverage as RunningAverage
+    from .ignite_metric import IgniteMetric as IgniteMetric
+    from .components import Model as Model
+    from .components import Optimizer as Optimizer
+    from .supervised import SupervisedTrainer as SupervisedTrainer
+    from .supervised import SupervisedEvaluator as SupervisedEvaluator
+    from .tensorboard import TensorBoard as TensorBoard
+    from .charts import ScalarChart as ScalarChart
+    from .charts import ModelCharts as ModelCharts
+    from .checkpoint import Checkpoint as Checkpoint
+    from .checkpoint import CheckpointError as CheckpointError
+    from .checkpoint import UnsafeCheckpointError as UnsafeCheckpointError
+    from .checkpoint import ResumeInfo as ResumeInfo
+    from .handlers import EarlyStopping as EarlyStopping
+    from .handlers import TerminateOnNan as TerminateOnNan
+    from .handlers import LRScheduler as LRScheduler
+    from .handlers import Timer as Timer
+    from .progress import ProgressBar as ProgressBar
+    from .clock import Clock as Clock
+    from .distributed import is_main_process as is_main_process

@@ -120,7 +120,7 @@ class Engine(Feature):
         ref = as_ref(ref, f"run_on of engine {self.name!r}")
         check_same_state(ref, self, f"engine {self.name!r} cannot run on {ref.path}")
         self.run_on = ref
-        ref.attach(self._run_on_fire, priority=RUN_ON_PRIORITY)
+        ref.attach(self._run_on_fire, priority=RUN_ON_PRIORITY, kind="run_on")
 
     def _run_on_fire(self) -> None:
         self.run()
@@ -429,7 +429,7 @@ class Engine(Feature):
 def check_same_state(ref: Ref | FilteredRef, feature: Feature, what: str) -> None:
     """Refuse a ref of a removed feature or of another State than `feature`'s, saying which."""
     owner = ref.owner
-    other = owner._sf.state
+    other = owner.state
     if other is feature.state:
         return
     if other is None:

@@ -3,20 +3,29 @@
 One `State` holds every feature of an experiment; each feature declares its
 variables as state objects, and setting one fires the callbacks attached to
 it. Nothing here imports torch or any ML library.
+
+For plugins, the public ways into a State are: `feature.state` (its State),
+`type(feature).state_objects()` (its state objects), `feature.refs`,
+`state.handles`, `handle.kind` (a tag such as `"run_on"`), and `summarize`
+(a one-line rendering of any value).
 """
 
-from .dispatch import MAX_DEPTH, Filter, Handle, wiring
+from ._names import did_you_mean
+from ._render import summarize
+from .dispatch import MAX_DEPTH, Filter, FilterProgress, Handle, wiring
 from .errors import (
     CallbackSignatureError,
+    CopyError,
     CounterTypeError,
     CounterValueError,
     CycleError,
+    DepthError,
     FrameError,
     NameConflictError,
     StateDictError,
     UnknownNameError,
 )
-from .feature import CATEGORIES, Feature, Observable, Params
+from .feature import Feature, Observable, Params
 from .objects import Counter, Param, StateObject
 from .refs import FilteredRef, Ref, RefLike, as_ref
 from .state import Container, State, state
@@ -37,15 +46,19 @@ __all__ = [
     "as_ref",
     "Handle",
     "Filter",
+    "FilterProgress",
     "wiring",
     "MAX_DEPTH",
-    "CATEGORIES",
+    "summarize",
+    "did_you_mean",
     "FrameError",
     "CycleError",
+    "DepthError",
     "StateDictError",
     "NameConflictError",
     "UnknownNameError",
     "CallbackSignatureError",
     "CounterTypeError",
     "CounterValueError",
+    "CopyError",
 ]

@@ -1,29 +1,47 @@
 """Callback dispatch: filters, handles and the per-object dispatcher.
 
-A dispatcher exists for a state object only while callbacks are attached to
-it. Its `fire(value)` is compiled for the handles it has: one callback
-behind its filter, or a loop over prepared callables; a plain one-argument
-callback is called directly, anything else (no argument, a filter, a
-weakly held method) through its handle. The counters a set touches (a
-filter's progress, the re-entry depth) live in closure cells, because a set
-with one callback, filtered or not, is the hottest path of the library.
+How a set flows:
+
+1. `feature.x = value` calls the state object's `__set__` (`frame/objects.py`):
+   it stores the value in the instance dict and, only if some instance of
+   the class is observed, looks up the owner's active fire callable for `x`
+   (`feature._sf[x]`; there is one only while callbacks are attached, or a
+   hold, a silence or an observer is active).
+2. That callable is the dispatcher's `fire`, compiled for the handles it
+   has (`_Dispatcher._compile`): the one callback behind its filter, or the
+   tightest loop over prepared callables. A State in a mode replaces it
+   (`State._active_fire`): a hold stores the value to fire later, an
+   observer wraps it in a traced dispatch, a silence installs nothing.
+3. Each callback runs behind its handle's filter (`FilterProgress`, whose
+   counters a debugger shows as `handle.filter_progress`), in priority
+   order; a callback that sets another object starts step 1 again, inside
+   this set.
+4. Each dispatch counts how deep its own object re-enters itself: at
+   `MAX_DEPTH` that is a `CycleError`. An error raised inside nested sets
+   (`CycleError`, or `DepthError` when Python's recursion limit is reached)
+   collects the path of every dispatch it propagates through, so it names
+   the whole chain without looking at stack frames.
+
+Attaching or removing a callback recompiles the one dispatcher it concerns
+and bumps `wiring.version`, which hot loops check to reload their callables.
 """
 
 from __future__ import annotations
 
+import bisect
 import inspect
-import sys
+import operator
 import types
 import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .errors import CallbackSignatureError, CycleError
+from .errors import CallbackSignatureError, CycleError, DepthError, _ChainError
 
 if TYPE_CHECKING:
     from .refs import Ref
 
-__all__ = ["Handle", "Filter", "wiring", "MAX_DEPTH"]
+__all__ = ["Handle", "Filter", "FilterProgress", "wiring", "MAX_DEPTH"]
 
 #: How deep one object may re-enter its own dispatch before it is a cycle.
 MAX_DEPTH = 32
@@ -54,6 +72,11 @@ class Filter:
     On a `Counter` the filters follow its value (they fire when the value
     crosses a multiple of `every`, or reaches a value in `once`); on any other
     state object they count the sets since attach.
+
+    Example:
+        >>> from statefire.frame import Filter
+        >>> Filter(every=2)
+        every=2
     """
 
     __slots__ = ("every", "once", "when")
@@ -62,21 +85,22 @@ class Filter:
         self,
         every: int | None = None,
         once: int | Iterable[int] | None = None,
-        when: Callable[[Any], bool] | None = None,
+        when: Callable[[Any], object] | None = None,
     ) -> None:
         if every is not None:
             if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
                 raise ValueError(f"every must be a positive int, got {every!r}")
+        once_values: tuple[int, ...] | None = None
         if once is not None:
             if every is not None:
                 raise ValueError(
                     f"give every or once, not both (got every={every!r}, once={once!r})"
                 )
-            once = _once_values(once)
+            once_values = _once_values(once)
         if when is not None and not callable(when):
             raise ValueError(f"when must be a callable taking the value, got {when!r}")
         self.every = every
-        self.once = once
+        self.once = once_values
         self.when = when
 
     @property
@@ -87,7 +111,9 @@ class Filter:
         """Both filters at once; two counting filters cannot be combined."""
         if (self.every or self.once) and (other.every or other.once):
             raise ValueError(
-                f"a filtered ref ({self}) cannot take another every/once filter ({other})"
+                f"a filtered ref ({self}) cannot take another every/once filter ({other}): "
+                "a callback follows one count; give a single filter (e.g. every=6 for "
+                "every 3rd of every 2nd), or add a condition with when=..."
             )
         whens = [w for w in (self.when, other.when) if w is not None]
         when = whens[0] if len(whens) == 1 else None
@@ -130,6 +156,120 @@ def _once_values(once: Any) -> tuple[int, ...]:
     ):
         raise ValueError(f"once must be a positive int or a list of them, got {once!r}")
     return tuple(sorted(set(values)))
+
+
+class FilterProgress:
+    """How far one handle's filter has counted: plain attributes a debugger shows.
+
+    On a counter, `every=N` fires when the value leaves `[floor, ceiling)`
+    upwards, and `once` remembers the thresholds already `done`; on any other
+    object, `left` counts the sets until `every` fires and `count` the sets
+    since attach. `passes(value)` advances the filter with a set and tells
+    whether the callback fires.
+
+    Example:
+        >>> from statefire.frame import Filter, FilterProgress
+        >>> progress = FilterProgress(Filter(every=1000), counter=True, value=1500)
+        >>> progress.passes(1800), progress.passes(2000), progress
+        (False, True, <FilterProgress every=1000: next at 3000>)
+    """
+
+    __slots__ = ("filter", "counter", "left", "count", "last", "done", "floor", "ceiling")
+
+    def __init__(self, filter: Filter, counter: bool, value: Any) -> None:
+        self.filter = filter
+        self.counter = counter
+        self.left = filter.every or 0  # plain object, `every`: sets until it fires
+        self.count = 0  # plain object, `once`: sets since attach
+        self.last = value  # counter, `once`: its value at the previous set
+        self.done: set[int] = set()  # counter, `once`: thresholds already fired
+        self.floor = self.ceiling = 0  # counter, `every`: fires when the value leaves [floor, ceiling) upwards
+        self.start_at(value)
+
+    def start_at(self, value: Any) -> None:
+        """Follow on from `value` (at attach, and after a silent restore of a counter)."""
+        self.last = value
+        every = self.filter.every
+        if every is not None and self.counter:
+            self.floor = value - value % every
+            self.ceiling = self.floor + every
+
+    def passes(self, value: Any) -> bool:
+        flt = self.filter
+        every = flt.every
+        if every is not None:
+            if self.counter:
+                if self.floor <= value < self.ceiling:
+                    return False
+                crossed = value >= self.ceiling
+                self.start_at(value)
+                if not crossed:
+                    return False
+            else:
+                self.left -= 1
+                if self.left:
+                    return False
+                self.left = every
+        elif flt.once is not None:
+            if self.counter:
+                previous, self.last = self.last, value
+                crossed = [t for t in flt.once if previous < t <= value and t not in self.done]
+                if not crossed:
+                    return False
+                self.done.update(crossed)
+            else:
+                self.count += 1
+                if self.count not in flt.once:
+                    return False
+        return flt.when is None or bool(flt.when(value))
+
+    def guard(self, then: Callable[[Any], None]) -> Callable[[Any], None]:
+        """`then` behind the filter, with the common non-firing `every` set inline (the hot path)."""
+        flt = self.filter
+        if flt.empty:
+            return then
+        progress = self
+        passes = self.passes
+        if flt.every is not None and self.counter:
+
+            def call(value: Any) -> None:
+                if not progress.floor <= value < progress.ceiling and passes(value):
+                    then(value)
+
+        elif flt.every is not None:
+
+            def call(value: Any) -> None:
+                if progress.left > 1:
+                    progress.left -= 1
+                elif passes(value):
+                    then(value)
+
+        else:
+
+            def call(value: Any) -> None:
+                if passes(value):
+                    then(value)
+
+        return call
+
+    @property
+    def next(self) -> str:
+        """When the callback fires next, in words: `"next at 2000"`, `"next in 3 sets"`, `"done"`."""
+        flt = self.filter
+        if flt.every is not None:
+            if self.counter:
+                return f"next at {self.ceiling}"
+            return f"next in {self.left} set{'s' * (self.left != 1)}"
+        if flt.once is not None:
+            if self.counter:
+                left = [t for t in flt.once if t not in self.done and t > self.last]
+                return f"next at {left[0]}" if left else "done"
+            ahead = [t for t in flt.once if t > self.count]
+            return f"next at set {ahead[0]}" if ahead else "done"
+        return "every set"
+
+    def __repr__(self) -> str:
+        return f"<FilterProgress {self.filter}: {self.next}>"
 
 
 def _weak_or_strong(obj: Any) -> Callable[[], Any]:
@@ -176,11 +316,16 @@ def _callable_name(fn: Any) -> str:
         feature_name = getattr(owner, "name", None)
         if isinstance(feature_name, str):
             return f"{name}[{feature_name}]"
-    return name
+    return str(name)
 
 
 class Handle:
     """One attached callback; `.remove()` detaches it, and so does leaving a `with`.
+
+    A handle also calls its callback when called, so a function decorated
+    with a bare `@ref.attach` still works as that function. `kind` is a tag
+    tools read (an engine's `run_on` handle has `kind="run_on"`);
+    `filter_progress` shows how far the filter has counted.
 
     Example:
         >>> from statefire.frame import Feature, StateObject, State
@@ -197,8 +342,8 @@ class Handle:
 
     __slots__ = (
         "dispatcher", "fn", "func", "obj_ref", "takes_value", "priority", "seq",
-        "filter", "owner", "counter", "passes", "start_at", "guard", "raw", "call",
-        "__weakref__",
+        "filter", "owner", "counter", "filter_progress", "passes", "start_at", "raw", "call",
+        "entry", "kind", "__weakref__",
     )  # fmt: skip
 
     def __init__(
@@ -209,15 +354,22 @@ class Handle:
         priority: int,
         seq: int,
         owner: Any,
+        kind: str | None = None,
     ) -> None:
         self.dispatcher: _Dispatcher | None = dispatcher
         self.takes_value = _takes_value(fn)
         self.priority = priority
         self.seq = seq
         self.filter = filter
+        self.kind = kind
         self.counter = dispatcher.counter
         initial = dispatcher.current_value() if dispatcher.counter else 0
-        self.passes, self.start_at, self.guard = _filter_state(filter, self.counter, initial)
+        self.filter_progress = FilterProgress(filter, self.counter, initial)
+        self.passes = self.filter_progress.passes
+        self.start_at = self.filter_progress.start_at
+        self.fn: Callable[..., Any] | None
+        self.func: Callable[..., Any] | None
+        self.obj_ref: Callable[[], Any] | None
         if isinstance(fn, types.MethodType):
             # Bound methods are held weakly: a callback must not keep its object alive.
             self.fn = None
@@ -235,7 +387,13 @@ class Handle:
             self.obj_ref = None
         self.owner = None if owner is None else _weak_or_strong(owner)
         self.raw = _make_raw(self)
-        self.call = self.guard(self.raw)
+        self.call = self.filter_progress.guard(self.raw)
+        self.entry = _loop_entry(self)
+        # The owning feature indexes the handles it owns, so removing it is
+        # linear in what it owns rather than in every handle of its State.
+        owned = _owned_index(owner)
+        if owned is not None:
+            owned.add(self)
 
     # -- public ---------------------------------------------------------
     @property
@@ -244,10 +402,21 @@ class Handle:
         if self.obj_ref is None:
             return self.fn
         obj = self.obj_ref()
-        return None if obj is None else types.MethodType(self.func, obj)
+        return None if obj is None or self.func is None else types.MethodType(self.func, obj)
 
     @property
-    def ref(self) -> Ref | None:
+    def __wrapped__(self) -> Callable[..., Any] | None:
+        return self.callback
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the callback itself (no filter, no dispatch): a decorated name stays usable."""
+        callback = self.callback
+        if callback is None:
+            raise ReferenceError(f"the object of callback {self.name} no longer exists")
+        return callback(*args, **kwargs)
+
+    @property
+    def ref(self) -> Ref[Any] | None:
         """The ref this callback is attached to, or None once removed."""
         from .refs import Ref
 
@@ -262,11 +431,16 @@ class Handle:
     @property
     def name(self) -> str:
         """A readable name of the callback."""
-        if self.obj_ref is not None:
+        if self.obj_ref is not None and self.func is not None:
             obj = self.obj_ref()
             owner = getattr(obj, "name", type(obj).__name__)
             return f"{self.func.__qualname__}[{owner}]"
         return _callable_name(self.fn)
+
+    @property
+    def progress(self) -> str:
+        """The filter's progress in words (`"next at 2000"`), or `""` without a filter."""
+        return "" if self.filter.empty else self.filter_progress.next
 
     @property
     def active(self) -> bool:
@@ -286,117 +460,47 @@ class Handle:
 
     def __repr__(self) -> str:
         where = "removed" if self.dispatcher is None else self.dispatcher.path
-        flt = f" ({self.filter})" if not self.filter.empty else ""
-        return f"<Handle {self.name} on {where}{flt}>"
+        flt = ""
+        if not self.filter.empty:
+            flt = f" ({self.filter}" + (f", {self.progress}" if self.dispatcher is not None else "") + ")"
+        kind = f" [{self.kind}]" if self.kind else ""
+        return f"<Handle {self.name} on {where}{flt}{kind}>"
 
     # -- dispatch -------------------------------------------------------
-    def _owner_died(self, _ref: weakref.ref) -> None:
+    def _owner_died(self, _ref: weakref.ref[Any]) -> None:
         self.remove()
+
+
+def _owned_index(owner: Any) -> weakref.WeakSet[Handle] | None:
+    """The index of handles an observable owner keeps, or None for any other owner."""
+    if owner is None:
+        return None
+    machinery = getattr(owner, "__dict__", {}).get("_sf")
+    return getattr(machinery, "owned", None)
 
 
 def _make_raw(handle: Handle) -> Callable[[Any], None]:
     """The callback itself as a one-argument callable: no filter, no bookkeeping."""
     fn, func, obj_ref = handle.fn, handle.func, handle.obj_ref
     if obj_ref is None:
+        assert fn is not None
         if handle.takes_value:
             return fn
-        return lambda value: fn()
-    takes_value = handle.takes_value
+        plain = fn
+        return lambda value: plain()
+    assert func is not None
+    method, takes_value = func, handle.takes_value
 
     def raw(value: Any) -> None:
         obj = obj_ref()
         if obj is None:
             handle.remove()
         elif takes_value:
-            func(obj, value)
+            method(obj, value)
         else:
-            func(obj)
+            method(obj)
 
     return raw
-
-
-def _filter_state(
-    flt: Filter, counter: bool, value: Any
-) -> tuple[Callable[[Any], bool], Callable[[Any], None], Callable[[Callable[[Any], None]], Callable[[Any], None]]]:
-    """A handle's filter with its running state, in one closure scope.
-
-    Returns `passes(value)`, which advances the filter with a set and tells
-    whether the callback fires; `start_at(value)`, which lets a counter's
-    filter follow on from `value` (at attach, after a silent restore); and
-    `guard(then)`, which puts `then` behind the filter with the common
-    non-firing `every` set inline. The state lives in cells, the cheapest
-    variables a closure has: a filtered set that does not fire is a hot path.
-    """
-    every, once, when = flt.every, flt.once, flt.when
-    left = every or 0  # plain object, `every`: sets until it fires
-    count = 0  # plain object, `once`: sets since attach
-    last = value  # counter, `once`: its value at the previous set
-    done: set[int] = set()  # counter, `once`: thresholds already fired
-    floor = ceiling = 0  # counter, `every`: fires when the value leaves [floor, ceiling) upwards
-
-    def start_at(value: Any) -> None:
-        nonlocal last, floor, ceiling
-        last = value
-        if every is not None and counter:
-            floor = value - value % every
-            ceiling = floor + every
-
-    def passes(value: Any) -> bool:
-        nonlocal left, count, last
-        if every is not None:
-            if counter:
-                if floor <= value < ceiling:
-                    return False
-                crossed = value >= ceiling
-                start_at(value)
-                if not crossed:
-                    return False
-            else:
-                left -= 1
-                if left:
-                    return False
-                left = every
-        elif once is not None:
-            if counter:
-                previous, last = last, value
-                crossed = [t for t in once if previous < t <= value and t not in done]
-                if not crossed:
-                    return False
-                done.update(crossed)
-            else:
-                count += 1
-                if count not in once:
-                    return False
-        return when is None or bool(when(value))
-
-    def guard(then: Callable[[Any], None]) -> Callable[[Any], None]:
-        if flt.empty:
-            return then
-        if every is not None and counter:
-
-            def call(value: Any) -> None:
-                if not floor <= value < ceiling and passes(value):
-                    then(value)
-
-        elif every is not None:
-
-            def call(value: Any) -> None:
-                nonlocal left
-                if left > 1:
-                    left -= 1
-                elif passes(value):
-                    then(value)
-
-        else:
-
-            def call(value: Any) -> None:
-                if passes(value):
-                    then(value)
-
-        return call
-
-    start_at(value)
-    return passes, start_at, guard
 
 
 def _nothing(value: Any) -> None:
@@ -406,8 +510,39 @@ def _nothing(value: Any) -> None:
 def _loop_entry(handle: Handle) -> tuple[Callable[..., Any], bool]:
     """A handle's entry in a dispatch loop: (callable, whether it takes the value)."""
     if handle.call is handle.raw and handle.obj_ref is None and not handle.takes_value:
+        assert handle.fn is not None
         return handle.fn, False
     return handle.call, True
+
+
+_ENTRY = operator.attrgetter("entry")
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
+
+
+def _negative_priority(handle: Handle) -> int:
+    return -handle.priority
+
+
+def _passing(error: _ChainError, dispatcher: _Dispatcher) -> _ChainError | None:
+    """Add `dispatcher` to the chain of an error propagating through it.
+
+    A `DepthError` whose chain now repeats an object was a cycle all along:
+    the `CycleError` to raise instead is returned.
+    """
+    path = dispatcher.path
+    if type(error) is DepthError and path in error._inner_first:
+        cycle = CycleError(f"found when the chain reached Python's recursion limit of {error.limit}")
+        cycle._inner_first = [*error._inner_first, path]
+        return cycle
+    error.passed(path)
+    return None
+
+
+def _too_deep(dispatcher: _Dispatcher, cause: RecursionError) -> DepthError:
+    error = DepthError()
+    error.passed(dispatcher.path)
+    return error
 
 
 def _dispatch_scope(
@@ -421,6 +556,8 @@ def _dispatch_scope(
     count lives in a closure cell rather than on the dispatcher: a set with
     one callback is the hot path, and a cell is the cheapest counter Python
     has. A set that re-enters the same object `MAX_DEPTH` deep is a cycle.
+    An error raised inside nested sets passes each dispatch's `except`
+    clause, which adds its path (free while nothing is raised).
     """
     depth = 0
 
@@ -440,18 +577,26 @@ def _dispatch_scope(
                 depth = entered + 1
                 try:
                     raw(value)
+                except _ChainError as error:
+                    replaced = _passing(error, dispatcher)
+                    if replaced is None:
+                        raise
+                    raise replaced from error.__cause__
+                except RecursionError as error:
+                    raise _too_deep(dispatcher, error) from error
                 finally:
                     depth = entered
 
-            return handles[0].guard(_solo)
+            return handles[0].filter_progress.guard(_solo)
 
         # Three loops, because this is where an engine spends its callback
         # time: one for callbacks that all take the value, one for callbacks
         # that all take nothing (called as they are, without a wrapper), and
         # a mix that branches per callback. Each counts its re-entries.
-        entries = tuple(_loop_entry(h) for h in handles)
-        if all(takes_value for _, takes_value in entries):
-            calls = tuple(call for call, _ in entries)
+        entries = tuple(map(_ENTRY, handles))
+        n_taking = sum(map(_SECOND, entries))
+        if n_taking == len(entries):
+            calls = tuple(map(_FIRST, entries))
 
             def run(value: Any) -> None:
                 nonlocal depth
@@ -462,12 +607,19 @@ def _dispatch_scope(
                 try:
                     for call in calls:
                         call(value)
+                except _ChainError as error:
+                    replaced = _passing(error, dispatcher)
+                    if replaced is None:
+                        raise
+                    raise replaced from error.__cause__
+                except RecursionError as error:
+                    raise _too_deep(dispatcher, error) from error
                 finally:
                     depth = entered
 
             return run
-        if not any(takes_value for _, takes_value in entries):
-            bare = tuple(call for call, _ in entries)
+        if n_taking == 0:
+            bare = tuple(map(_FIRST, entries))
 
             def run_bare(value: Any) -> None:
                 nonlocal depth
@@ -478,6 +630,13 @@ def _dispatch_scope(
                 try:
                     for call in bare:
                         call()
+                except _ChainError as error:
+                    replaced = _passing(error, dispatcher)
+                    if replaced is None:
+                        raise
+                    raise replaced from error.__cause__
+                except RecursionError as error:
+                    raise _too_deep(dispatcher, error) from error
                 finally:
                     depth = entered
 
@@ -495,6 +654,13 @@ def _dispatch_scope(
                         call(value)
                     else:
                         call()
+            except _ChainError as error:
+                replaced = _passing(error, dispatcher)
+                if replaced is None:
+                    raise
+                raise replaced from error.__cause__
+            except RecursionError as error:
+                raise _too_deep(dispatcher, error) from error
             finally:
                 depth = entered
 
@@ -515,6 +681,13 @@ def _dispatch_scope(
                         handle.raw(value)
                     finally:
                         observer.exit_callback(token)
+        except _ChainError as error:
+            replaced = _passing(error, dispatcher)
+            if replaced is None:
+                raise
+            raise replaced from error.__cause__
+        except RecursionError as error:
+            raise _too_deep(dispatcher, error) from error
         finally:
             depth = entered
 
@@ -542,22 +715,41 @@ class _Dispatcher:
     def current_value(self) -> Any:
         return self.owner.__dict__.get(self.name)
 
-    def add(self, fn: Callable[..., Any], filter: Filter, priority: int, owner: Any) -> Handle:
+    def add(self, fn: Callable[..., Any], filter: Filter, priority: int, owner: Any, kind: str | None = None) -> Handle:
         self._seq += 1
-        handle = Handle(self, fn, filter, priority, self._seq, owner)
-        self._set_handles(self.handles + (handle,))
+        handle = Handle(self, fn, filter, priority, self._seq, owner, kind)
+        handles = self.handles
+        # Call order is (-priority, attach order): the new handle goes after every
+        # handle of its priority or higher, found by bisection (attach stays linear).
+        at = bisect.bisect_right(handles, -priority, key=_negative_priority)
+        self._set_handles(handles[:at] + (handle,) + handles[at:])
         return handle
 
     def remove(self, handle: Handle) -> None:
         if handle.dispatcher is not self:
             return
         handle.dispatcher = None
-        self._set_handles(tuple(h for h in self.handles if h is not handle))
+        owned = _owned_index(handle.callback_owner)
+        if owned is not None:
+            owned.discard(handle)
+        handles = self.handles
+        at = handles.index(handle)
+        self._set_handles(handles[:at] + handles[at + 1 :])
 
     def _set_handles(self, handles: tuple[Handle, ...]) -> None:
-        self.handles = tuple(sorted(handles, key=lambda h: (-h.priority, h.seq)))
-        self.fire = self._compile(self.handles)
+        self.handles = handles
+        # Compiled at the first set, not here: attaching n callbacks one by one
+        # then costs O(n) in all, not a compile of the whole list per attach.
+        self.fire = self._compile(handles) if len(handles) < 2 else self._compile_and_fire
         self.owner._sf.rewire(self.name)
+
+    def _compile_and_fire(self, value: Any) -> None:
+        """The fire callable until the first set after a change of handles: compile, install, fire."""
+        fire = self.fire
+        if fire == self._compile_and_fire:
+            fire = self.fire = self._compile(self.handles)
+            self.owner._sf.rewire(self.name)  # install it (and let hot loops reload it)
+        fire(value)
 
     def resync(self) -> None:
         """After a silent change, let value-following filters start from the current value."""
@@ -567,36 +759,8 @@ class _Dispatcher:
                 handle.start_at(value)
 
 
-_DISPATCH_FRAMES = {"_solo", "run", "run_bare", "run_mixed", "fire_observed"}
-
-
 def _cycle_error(dispatcher: _Dispatcher) -> CycleError:
-    """Name the cycle by walking the frames of the dispatches in progress."""
-    chain: list[str] = []
-    frame = sys._getframe(1)
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name in _DISPATCH_FRAMES and code.co_filename == __file__:
-            running = frame.f_locals.get("dispatcher")
-            if isinstance(running, _Dispatcher):
-                chain.append(running.path)
-        frame = frame.f_back
-    chain.reverse()  # outermost first; the innermost is `dispatcher` itself
-    cycle = _shortest_cycle(chain)
-    return CycleError(
-        f"callbacks set each other in a cycle: {' -> '.join(cycle)} "
-        f"({dispatcher.path} re-entered {MAX_DEPTH} times); "
-        "break the loop, or guard the set with a condition",
-        cycle,
-    )
-
-
-def _shortest_cycle(chain: list[str]) -> list[str]:
-    """The repeating tail of a dispatch chain, closed on its first element."""
-    if not chain:
-        return chain
-    last = chain[-1]
-    for i in range(len(chain) - 2, -1, -1):
-        if chain[i] == last:
-            return chain[i:]
-    return chain
+    """The error of an object re-entered `MAX_DEPTH` times; the dispatches above add the rest of the chain."""
+    error = CycleError(f"{dispatcher.path} re-entered {MAX_DEPTH} times")
+    error.passed(dispatcher.path)
+    return error

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+
 __all__ = [
     "FrameError",
     "CycleError",
+    "DepthError",
     "StateDictError",
     "NameConflictError",
     "UnknownNameError",
     "CallbackSignatureError",
     "CounterTypeError",
     "CounterValueError",
+    "CopyError",
 ]
 
 
@@ -18,12 +22,86 @@ class FrameError(Exception):
     """Base of every error raised by frame."""
 
 
-class CycleError(FrameError, RuntimeError):
-    """Callbacks set each other in a loop deeper than the re-entrancy limit."""
+class _ChainError(FrameError):
+    """An error raised inside nested sets, naming the chain of sets it passed through.
 
-    def __init__(self, message: str, cycle: list[str]) -> None:
+    Each dispatch the error propagates through adds the path of its object
+    (`passed`), so by the time anyone reads the error it holds the whole
+    chain, outermost set first; the message is written from it when read.
+    """
+
+    def __init__(self, message: str = "") -> None:
         super().__init__(message)
-        self.cycle = cycle
+        self.message = message
+        self._inner_first: list[str] = []
+
+    def passed(self, path: str) -> None:
+        """Called by each dispatch the error propagates through, innermost first."""
+        self._inner_first.append(path)
+
+    @property
+    def chain(self) -> list[str]:
+        """The paths of the sets in progress when the error was raised, outermost first."""
+        return self._inner_first[::-1]
+
+
+class CycleError(_ChainError, RuntimeError):
+    """Callbacks set each other in a loop.
+
+    Raised when an object re-enters its own dispatch `MAX_DEPTH` times, or
+    when a chain of sets that repeats an object reaches Python's recursion
+    limit. `cycle` names the loop by paths, closed on its first element
+    (`["engines.a.x", "metrics.b.value", "engines.a.x"]`).
+    """
+
+    def __init__(self, message: str = "", cycle: list[str] | None = None) -> None:
+        super().__init__(message)
+        self._cycle = cycle
+
+    @property
+    def cycle(self) -> list[str]:
+        if self._cycle is not None:
+            return self._cycle
+        return _shortest_cycle(self.chain)
+
+    def __str__(self) -> str:
+        if self.message and self._cycle is not None:
+            return self.message
+        cycle = self.cycle
+        if len(cycle) > 12:  # the `cycle` attribute keeps every path
+            cycle = [*cycle[:5], f"... {len(cycle) - 10} more ...", *cycle[-5:]]
+        return (
+            f"callbacks set each other in a cycle of {len(self.cycle) - 1} objects: {' -> '.join(cycle)}"
+            + (f" ({self.message})" if self.message else "")
+            + "; break the loop, or guard the set with a condition"
+        )
+
+
+class DepthError(_ChainError, RecursionError):
+    """A chain of nested sets (a callback setting an object whose callback sets another...)
+    reached Python's recursion limit without repeating an object.
+
+    `chain` lists the sets in progress, outermost first; `depth` is their number.
+    """
+
+    def __init__(self, message: str = "", limit: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = sys.getrecursionlimit() if limit is None else limit
+
+    @property
+    def depth(self) -> int:
+        return len(self._inner_first)
+
+    def __str__(self) -> str:
+        chain = self.chain
+        shown = chain if len(chain) <= 6 else [*chain[:3], f"... {len(chain) - 5} more ...", *chain[-2:]]
+        return (
+            f"a chain of {len(chain)} nested sets reached Python's recursion limit "
+            f"({self.limit}): {' -> '.join(shown)}; every set runs its callbacks before it "
+            "returns, so each link of the chain adds Python frames. If the chain is meant to be "
+            "this deep, raise the limit with sys.setrecursionlimit(...); otherwise let a callback "
+            "record what to do and do it after the set returns"
+        )
 
 
 class StateDictError(FrameError, KeyError):
@@ -56,3 +134,18 @@ class CounterTypeError(FrameError, TypeError):
 
 class CounterValueError(FrameError, ValueError):
     """A counter was set to a negative int."""
+
+
+class CopyError(FrameError, TypeError):
+    """A State, feature or ref was copied or pickled: its callbacks and wiring cannot be."""
+
+
+def _shortest_cycle(chain: list[str]) -> list[str]:
+    """The repeating tail of a chain of sets (outermost first), closed on its first element."""
+    if not chain:
+        return chain
+    last = chain[-1]
+    for i in range(len(chain) - 2, -1, -1):
+        if chain[i] == last:
+            return chain[i:]
+    return chain

@@ -8,38 +8,72 @@ current State.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import keyword
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+import types
+import warnings
+import weakref
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import _context
 from ._names import did_you_mean, snake_case
-from .dispatch import _Dispatcher, wiring
-from .errors import NameConflictError, StateDictError, UnknownNameError
+from .dispatch import Handle, _Dispatcher, wiring
+from .errors import CopyError, NameConflictError, StateDictError, UnknownNameError
 from .objects import Counter, Param, StateObject
 from .refs import Ref
 
 if TYPE_CHECKING:
     from .state import State
 
-__all__ = ["Feature", "Params", "Observable", "CATEGORIES"]
+__all__ = ["Feature", "Params", "Observable"]
 
-#: Every category a feature class declares, plus the design's standard ones.
-CATEGORIES: set[str] = {
+#: The design's standard categories: names no feature may take, present in every State.
+STANDARD_CATEGORIES = frozenset({
     "engines", "metrics", "output_handlers", "charts", "writers",
     "handlers", "components", "params", "plugins",
-}  # fmt: skip
+})  # fmt: skip
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-class _Machinery(dict):
+class Listing(list[V]):
+    """A list that a property returns; calling it (the older method spelling) returns it too."""
+
+    def __call__(self) -> Listing[V]:
+        warnings.warn(
+            "this collection is a property now: drop the parentheses (state.refs, state.handles, feature.refs)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self
+
+
+class Keyed(dict[K, V]):
+    """A dict that a property returns; calling it (the older method spelling) returns it too."""
+
+    def __call__(self) -> Keyed[K, V]:
+        warnings.warn(
+            "this collection is a property now: drop the parentheses (feature.refs)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self
+
+
+class _Machinery(dict[str, Callable[[Any], None]]):
     """Per-instance machinery: maps an object's name to its active fire callable.
 
     The dict holds an entry only for objects that must fire (callbacks
     attached, or a hold or observer active), so a set checks one `dict.get`.
+    `owned` indexes the handles whose callback belongs to this owner, so
+    removing it touches only those; weakly, so that an owner does not keep
+    alive the features it listens to.
     """
 
-    __slots__ = ("owner", "state", "dispatchers", "init_depth", "announced")
+    __slots__ = ("owner", "state", "dispatchers", "init_depth", "announced", "owned")
 
     def __init__(self, owner: Observable) -> None:
         super().__init__()
@@ -48,6 +82,7 @@ class _Machinery(dict):
         self.dispatchers: dict[str, _Dispatcher] = {}
         self.init_depth = 0
         self.announced = False
+        self.owned: weakref.WeakSet[Handle] = weakref.WeakSet()
 
     def dispatcher(self, name: str, create: bool = False) -> _Dispatcher | None:
         dispatcher = self.dispatchers.get(name)
@@ -101,20 +136,38 @@ class _Machinery(dict):
 
 
 class Observable:
-    """Anything holding state objects: a feature, or a State's container."""
+    """Anything holding state objects: a feature, or a State's container.
 
-    _sf_objects: ClassVar[dict[str, StateObject]] = {}
+    For type checkers, `<name>_ref` reads as a `Ref` (made at class creation,
+    so they cannot see it otherwise); declare `<name>_ref: Ref[int]` in the
+    class body for a precise value type.
+    """
+
+    _sf_objects: ClassVar[dict[str, StateObject[Any]]] = {}
     _sf: _Machinery
+
+    if TYPE_CHECKING:
+        # For type checkers only (a run-time __getattr__ would slow every
+        # attribute access): `x_ref` of a state object `x` is a Ref.
+        def __getattr__(self, name: str) -> Ref[Any]: ...
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        objects: dict[str, StateObject] = {}
+        objects: dict[str, StateObject[Any]] = {}
         for klass in reversed(cls.__mro__):
             for name, value in vars(klass).items():
                 if isinstance(value, StateObject):
                     objects[name] = value
                 elif name in objects:  # a subclass replaced the object with something else
                     del objects[name]
+        declared = {n for n, o in vars(cls).items() if isinstance(o, StateObject)}
+        taken = _api_names() & declared if declared else set()
+        if taken:
+            name = sorted(taken)[0]
+            raise NameConflictError(
+                f"state object {name!r} of {cls.__name__} would hide {cls.__name__}.{name}, which frame "
+                f"uses ({_API_USE.get(name, 'part of the feature API')}); rename it, e.g. {name + '_value'!r}"
+            )
         cls._sf_objects = objects
         for name in objects:
             # `<name>_ref` is a plain property, so a feature has no __getattr__
@@ -138,21 +191,64 @@ class Observable:
     def path(self) -> str:
         raise NotImplementedError
 
+    @property
+    def state(self) -> State | None:
+        """The State this belongs to (None for a feature once removed)."""
+        return self._sf.state
+
+    @classmethod
+    def state_objects(cls) -> Mapping[str, StateObject[Any]]:
+        """The state objects this class declares (its own and inherited), by name; read-only."""
+        return types.MappingProxyType(cls._sf_objects)
+
     def values(self) -> dict[str, Any]:
-        """Every state object's current value, by name."""
+        """Every state object's current value, by name (a method, like `state_dict()`: it reads
+        the values now, and a feature may override it to refresh them first)."""
         values = self.__dict__
         return {name: values[name] for name in type(self)._sf_objects}
 
-    def refs(self) -> dict[str, Ref]:
+    @property
+    def refs(self) -> Keyed[str, Ref[Any]]:
         """A ref to every state object, by name."""
-        return {name: Ref(self, name) for name in type(self)._sf_objects}
+        return Keyed({name: Ref(self, name) for name in type(self)._sf_objects})
 
-    def _display_name(self) -> str:
-        return self.__dict__.get("name", "")
+    # A State, its features and refs are live wiring (callbacks, handles,
+    # weak references): a copy would share or lose it, so copying is refused.
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise _copy_error(f"{type(self).__name__} {self.path}")
+
+    def __copy__(self) -> Any:
+        raise _copy_error(f"{type(self).__name__} {self.path}")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise _copy_error(f"{type(self).__name__} {self.path}")
+
+
+def _copy_error(what: str) -> CopyError:
+    return CopyError(
+        f"{what} cannot be copied or pickled: it is live wiring (callbacks, handles, its State); "
+        "save its values with state_dict() and restore them with load_state_dict() into an "
+        "object built the same way"
+    )
+
+
+#: Why a state object may not take the name of a Feature attribute.
+_API_USE = {
+    "name": "the feature's name in its State",
+    "state": "the State the feature belongs to",
+    "category": "the feature's container",
+    "path": "the prefix of every ref path",
+}
+
+
+@functools.cache
+def _api_names() -> frozenset[str]:
+    """The public attribute names of Feature, which no state object may hide."""
+    return frozenset({n for n in dir(Feature) if not n.startswith("_")} | {"name"})
 
 
 def _ref_property(name: str) -> property:
-    def ref(self: Observable) -> Ref:
+    def ref(self: Observable) -> Ref[Any]:
         return Ref(self, name)
 
     ref.__name__ = f"{name}_ref"
@@ -185,12 +281,13 @@ class Feature(Observable):
     name: str
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
         category = cls.__dict__.get("category")
         if category is not None:
-            if not isinstance(category, str) or not category.isidentifier():
-                raise TypeError(f"{cls.__name__}.category must be an identifier, got {category!r}")
-            CATEGORIES.add(category)
+            if not isinstance(category, str) or not category.isidentifier() or category.startswith("_"):
+                raise TypeError(
+                    f"{cls.__name__}.category must be an identifier, got {category!r} (not starting with '_')"
+                )
+        super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
         if init is not None:
             cls.__init__ = _announcing(init)  # type: ignore[method-assign]
@@ -201,58 +298,96 @@ class Feature(Observable):
 
     # -- identity -------------------------------------------------------
     @property
-    def state(self) -> State | None:
-        """The State this feature is registered in (None once removed)."""
-        return self._sf.state
-
-    @property
     def path(self) -> str:
         """`"<category>.<name>"`, the prefix of every ref path of this feature."""
         return f"{self.category}.{self.__dict__.get('name', '?')}"
 
     def remove(self) -> None:
-        """Remove this feature from its State, detaching every callback it owns."""
+        """Remove this feature from its State, detaching every callback it owns, then `close()` it."""
         state = self._sf.state
         if state is not None:
             state.remove(self)
 
+    def close(self) -> None:
+        """Release what this feature holds outside the State (files, writers, threads): the release hook.
+
+        The State calls it when the feature is removed (`state.remove`,
+        `feature.remove()`), on `state.clear()`, and when the outermost
+        `with State():` block of its State ends. It may be called more than
+        once, and a feature may be used again after it (reopening what it
+        needs). The default does nothing; override it, e.g. to close a
+        writer.
+        """
+
     # -- serialization --------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The persisted state objects' values, by name."""
+        """The persisted state objects' values, by name.
+
+        A feature with extra state (a module's weights, an RNG) overrides it
+        to add its keys, and overrides `load_state_dict` to restore them.
+        """
         values = self.__dict__
         return {n: values[n] for n, obj in type(self)._sf_objects.items() if obj.persist}
 
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> None:
-        """Restore values silently (no callback fires).
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        """Restore values silently (no callback fires): the restore hook.
+
+        `State.load_state_dict` (and so `Checkpoint`) calls it for every
+        feature. A feature that adds keys in `state_dict` restores them by
+        overriding this method, torch style: take its keys out and pass the
+        rest on, `super().load_state_dict(rest, strict)`.
 
         Raises:
-            StateDictError: when `strict` and keys are missing or unexpected.
+            StateDictError: when `strict` and a persisted state object is
+                missing, or a key is left that nothing restores (a key added
+                by `state_dict` without a matching `load_state_dict`).
         """
-        missing, unexpected = self._mismatch(state_dict)
-        if strict and (missing or unexpected):
-            raise _state_dict_error(missing, unexpected)
-        state = self._sf.state
-        if state is None:
-            self._load(state_dict)
-        else:
-            with state.silenced():
-                self._load(state_dict)
-
-    def _mismatch(self, state_dict: Any, prefix: str = "") -> tuple[list[str], list[str]]:
-        """Paths missing from `state_dict` and paths it has that this feature does not."""
-        if not isinstance(state_dict, dict):
+        if not isinstance(state_dict, Mapping):
             raise TypeError(
                 f"the state dict of {self.path} must be a dict, got {type(state_dict).__name__}"
             )
-        expected = set(self.state_dict())
+        cls = type(self)
+        objects = {n for n, obj in cls._sf_objects.items() if obj.persist}
+        # A feature overriding `_load` (the older private hook) restores every key it saves.
+        expected = set(self.state_dict()) if cls._load is not Feature._load else objects
         given = set(state_dict)
-        prefix = prefix or self.path
+        if strict:
+            missing = [f"{self.path}.{k}" for k in sorted(expected - given, key=str)]
+            unexpected = [f"{self.path}.{k}" for k in sorted(given - expected, key=str)]
+            if missing or unexpected:
+                raise _state_dict_error(missing, unexpected, self._unrestored(given - expected))
+        state = self._sf.state
+        with state.silenced() if state is not None else contextlib.nullcontext():
+            self._load(state_dict)
+
+    def _check(self, given: Any) -> tuple[list[str], list[str], list[str]]:
+        """Paths missing from a saved state dict, paths it has that this feature does not save,
+        and paths this feature saves but nothing restores (`state_dict` overridden without
+        `load_state_dict`)."""
+        if not isinstance(given, Mapping):
+            raise TypeError(
+                f"the state dict of {self.path} must be a dict, got {type(given).__name__}"
+            )
+        saved = set(self.state_dict())
+        keys = set(given)
+        unrestored = self._unrestored(keys & saved)
+        prefix = self.path
         return (
-            [f"{prefix}.{k}" for k in sorted(expected - given, key=str)],
-            [f"{prefix}.{k}" for k in sorted(given - expected, key=str)],
+            [f"{prefix}.{k}" for k in sorted(saved - keys, key=str)],
+            [f"{prefix}.{k}" for k in sorted(keys - saved, key=str)],
+            unrestored,
         )
 
-    def _load(self, state_dict: dict[str, Any]) -> None:
+    def _unrestored(self, keys: set[Any]) -> list[str]:
+        """Those of `keys` this feature saves although no override of its restores them."""
+        cls = type(self)
+        if cls.load_state_dict is not Feature.load_state_dict or cls._load is not Feature._load:
+            return []
+        objects = {n for n, obj in cls._sf_objects.items() if obj.persist}
+        saved = set(self.state_dict())
+        return [f"{self.path}.{k}" for k in sorted((keys & saved) - objects, key=str)]
+
+    def _load(self, state_dict: Mapping[str, Any]) -> None:
         """Set the values of `state_dict` (called inside a silenced block)."""
         objects = type(self)._sf_objects
         for name, value in state_dict.items():
@@ -292,7 +427,9 @@ def _announcing(init: Callable[..., None]) -> Callable[..., None]:
             if "name" not in self.__dict__:  # the subclass never called Feature.__init__
                 _context.current()._add(self, None)
             machinery.announced = True
-            self._sf.state._announce(self)
+            state = machinery.state
+            if state is not None:
+                state._announce(self)
 
     return __init__
 
@@ -331,9 +468,15 @@ class Params(Feature):
 
     category = "params"
 
+    if TYPE_CHECKING:
+        # Params' objects are made from keywords: a type checker cannot know them.
+        def __getattr__(self, name: str) -> Any: ...
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
     def __new__(cls, *, name: str | None = None, **values: Any) -> Any:
         if cls is Params:
-            namespace = {key: Param(value) for key, value in values.items()}
+            namespace: dict[str, Any] = {key: Param(value) for key, value in values.items()}
             namespace["__module__"] = __name__
             namespace["__qualname__"] = "Params"
             cls = type("Params", (Params,), namespace)
@@ -343,16 +486,21 @@ class Params(Feature):
         super().__init__(name=name or "hparams")
 
 
-def _state_dict_error(missing: list[str], unexpected: list[str]) -> StateDictError:
+def _state_dict_error(missing: list[str], unexpected: list[str], unrestored: list[str] = ()) -> StateDictError:  # type: ignore[assignment]
     parts = []
     if missing:
         parts.append("missing keys: " + ", ".join(missing))
     if unexpected:
         parts.append("unexpected keys: " + ", ".join(unexpected))
+    if unrestored:
+        parts.append(
+            "saved but restored by nothing: " + ", ".join(unrestored)
+            + " (the feature's state_dict() adds them: override load_state_dict to restore them)"
+        )
     return StateDictError(
         "state dict does not match the state; "
         + "; ".join(parts)
         + " (load with strict=False to restore only the matching part)",
         missing,
-        unexpected,
+        [*unexpected, *unrestored],
     )

@@ -11,17 +11,29 @@ from __future__ import annotations
 
 import copy
 import operator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .errors import CounterTypeError, CounterValueError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["StateObject", "Counter", "Param"]
 
 _IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, tuple, frozenset)
 
+T = TypeVar("T")
 
-class StateObject:
+
+class StateObject(Generic[T]):
     """A variable of a feature; setting it is an event.
+
+    Generic in its value type, which a type checker infers from the default
+    (`StateObject(0.0)` holds a float; without a default, or with `None`,
+    any value) or reads from a subscript (`StateObject[list[int]]([])`):
+    `feature.x` then reads as that type, and a set of another type is
+    reported. Reads cost nothing extra: the descriptor has no `__get__` at
+    run time (its overloads exist for type checkers only).
 
     Args:
         default: initial value of every instance (mutable defaults are copied).
@@ -44,6 +56,12 @@ class StateObject:
 
     __slots__ = ("name", "default", "doc", "persist", "observed")
 
+    @overload
+    def __init__(self: StateObject[Any], default: None = None, *, doc: str = "", persist: bool = True) -> None: ...
+
+    @overload
+    def __init__(self, default: T, *, doc: str = "", persist: bool = True) -> None: ...
+
     def __init__(self, default: Any = None, *, doc: str = "", persist: bool = True) -> None:
         self.name = ""
         # How many instances have a fire callable for this object: while none
@@ -56,12 +74,27 @@ class StateObject:
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def initial(self) -> Any:
+    def initial(self) -> T:
         """The value a new instance starts with."""
-        default = self.default
+        default: T = self.default
         return default if isinstance(default, _IMMUTABLE) else copy.copy(default)
 
-    def __set__(self, obj: Any, value: Any) -> None:
+    def validate(self, value: Any, where: str = "") -> T:
+        """The value a set stores (a `Counter` checks it is a non-negative int); used by silent sets."""
+        return value  # type: ignore[no-any-return]
+
+    if TYPE_CHECKING:
+        # For type checkers only: at run time a read is a plain instance-dict
+        # read, because the descriptor defines no __get__.
+        @overload
+        def __get__(self, obj: None, owner: type) -> Self: ...
+
+        @overload
+        def __get__(self, obj: object, owner: type) -> T: ...
+
+        def __get__(self, obj: object, owner: type) -> Self | T: ...
+
+    def __set__(self, obj: Any, value: T) -> None:
         obj.__dict__[self.name] = value
         if self.observed:
             fire = obj._sf.get(self.name)
@@ -72,12 +105,23 @@ class StateObject:
         return f"{type(self).__name__}({self.default!r}) named {self.name!r}"
 
 
-class Counter(StateObject):
+class Counter(StateObject[int]):
     """A non-negative int counting events (`n_samples`, `n_epoch_completed`, ...).
 
     Filters attached to a counter follow its value, not the number of sets:
     `every=N` fires when the value crosses a multiple of N, so it works for
     counters that step by more than one and survives a resume.
+
+    Example:
+        >>> from statefire.frame import Counter, Feature, State
+        >>> class Loop(Feature):
+        ...     category = "engines"
+        ...     n_steps = Counter(doc="steps taken")
+        >>> with State():
+        ...     loop = Loop()
+        ...     loop.n_steps += 2
+        ...     print(loop.n_steps)
+        2
     """
 
     __slots__ = ()
@@ -85,7 +129,10 @@ class Counter(StateObject):
     def __init__(self, default: int = 0, *, doc: str = "", persist: bool = True) -> None:
         super().__init__(_counter_value(default, "default"), doc=doc, persist=persist)
 
-    def __set__(self, obj: Any, value: Any) -> None:
+    def validate(self, value: Any, where: str = "") -> int:
+        return _counter_value(value, where or self.name)
+
+    def __set__(self, obj: Any, value: int) -> None:
         if type(value) is not int or value < 0:
             value = _counter_value(value, f"{type(obj).__name__}.{self.name}")
         obj.__dict__[self.name] = value
@@ -95,8 +142,19 @@ class Counter(StateObject):
                 fire(value)
 
 
-class Param(StateObject):
-    """A hyperparameter: a state object exported and imported as configuration."""
+class Param(StateObject[T]):
+    """A hyperparameter: a state object exported and imported as configuration.
+
+    Example:
+        >>> from statefire.frame import Feature, Param, State
+        >>> class Optim(Feature):
+        ...     category = "components"
+        ...     lr = Param(0.1, doc="learning rate")
+        >>> with State() as s:
+        ...     _ = Optim()
+        ...     print(s.config())
+        {'components.optim.lr': 0.1}
+    """
 
     __slots__ = ()
 

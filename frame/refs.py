@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Union
+from typing import Any, Generic, TypeVar, Union, overload
 
-from .dispatch import Filter, Handle, _callable_name
 from ._render import summarize
+from .dispatch import Filter, Handle, _callable_name
+from .objects import StateObject
 
 __all__ = ["Ref", "FilteredRef", "RefLike", "as_ref"]
 
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
-class Ref:
+
+class Ref(Generic[T]):
     """The reference to one state object of one feature.
 
     Refs are how peers wire to each other: an evaluator runs on a trainer's
@@ -43,13 +47,27 @@ class Ref:
 
     # -- value ----------------------------------------------------------
     @property
-    def value(self) -> Any:
+    def value(self) -> T:
         """The current value (read as an attribute, so a descriptor with a getter is honoured)."""
-        return getattr(self.owner, self.name)
+        return getattr(self.owner, self.name)  # type: ignore[no-any-return]
 
-    def set(self, value: Any) -> None:
-        """Set the value, firing the attached callbacks."""
-        setattr(self.owner, self.name, value)
+    def set(self, value: T, *, fire: bool = True) -> None:
+        """Set the value, firing the attached callbacks; with `fire=False`, silently.
+
+        A silent set stores the (validated) value and fires nothing, as if
+        made inside `state.silenced()`: a filter on a counter follows on from
+        the new value. Use it for a value that mirrors another source (an
+        optimizer's learning rate after a scheduler step) and must not look
+        like an event.
+        """
+        if fire:
+            setattr(self.owner, self.name, value)
+            return
+        descriptor: StateObject[T] = type(self.owner)._sf_objects[self.name]
+        self.owner.__dict__[self.name] = descriptor.validate(value, f"{type(self.owner).__name__}.{self.name}")
+        dispatcher = self.owner._sf.dispatcher(self.name)
+        if dispatcher is not None:
+            dispatcher.resync()
 
     @property
     def path(self) -> str:
@@ -62,12 +80,12 @@ class Ref:
         return self.owner
 
     @property
-    def descriptor(self) -> Any:
+    def descriptor(self) -> StateObject[T]:
         """The `StateObject` declaring this object."""
-        return type(self.owner)._sf_objects[self.name]
+        return type(self.owner)._sf_objects[self.name]  # type: ignore[no-any-return]
 
     @property
-    def ref(self) -> Ref:
+    def ref(self) -> Ref[T]:
         """Itself (a filtered ref's `.ref` is the plain ref behind it)."""
         return self
 
@@ -76,22 +94,49 @@ class Ref:
         return None
 
     # -- callbacks ------------------------------------------------------
+    @overload
+    def attach(
+        self,
+        fn: None = None,
+        *,
+        every: int | None = None,
+        once: int | Iterable[int] | None = None,
+        when: Callable[[T], object] | None = None,
+        priority: int = 0,
+        owner: Any = None,
+        kind: str | None = None,
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def attach(
+        self,
+        fn: Callable[..., Any],
+        *,
+        every: int | None = None,
+        once: int | Iterable[int] | None = None,
+        when: Callable[[T], object] | None = None,
+        priority: int = 0,
+        owner: Any = None,
+        kind: str | None = None,
+    ) -> Handle: ...
+
     def attach(
         self,
         fn: Callable[..., Any] | None = None,
         *,
         every: int | None = None,
         once: int | Iterable[int] | None = None,
-        when: Callable[[Any], bool] | None = None,
+        when: Callable[[T], object] | None = None,
         priority: int = 0,
         owner: Any = None,
-    ) -> Any:
+        kind: str | None = None,
+    ) -> Handle | Callable[[F], F]:
         """Call `fn` on every set of this object (or, with filters, on some).
 
         Args:
             fn: called with the new value if it has a required positional
                 parameter, else with nothing. Without `fn`, `attach` is a
-                decorator.
+                decorator that returns the function unchanged.
             every: fire every N-th time (on a counter: when the value crosses
                 a multiple of N).
             once: fire once when the N-th set happens (on a counter: when the
@@ -100,28 +145,55 @@ class Ref:
             priority: higher runs first; ties run in attach order.
             owner: the feature this callback belongs to, for inspection tools
                 (a bound method's object is its owner by default).
+            kind: a tag for tools reading the wiring (an engine's `run_on`
+                handle has `kind="run_on"`); shown in the handle's repr.
 
         Returns:
-            A `Handle`; `.remove()` it, or use it as a context manager.
+            A `Handle`; `.remove()` it, or use it as a context manager. A
+            handle calls its callback when called, so a bare `@ref.attach`
+            leaves the decorated name usable as the function; the decorator
+            `@ref.attach(...)` returns the function itself, and
+            `ref.handle_of(fn)` finds its handle.
         """
-        return self._attach(fn, Filter(every, once, when), priority, owner)
+        attached: Handle | Callable[[F], F] = self._attach(fn, Filter(every, once, when), priority, owner, kind)
+        return attached
 
-    def _attach(self, fn: Any, filter: Filter, priority: int, owner: Any) -> Any:
+    def _attach(self, fn: Any, filter: Filter, priority: int, owner: Any, kind: str | None = None) -> Any:
         if fn is None:
 
-            def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-                self._attach(func, filter, priority, owner)
+            def decorator(func: F) -> F:
+                self._attach(func, filter, priority, owner, kind)
                 return func
 
             return decorator
+        if isinstance(fn, Handle):  # stacked decorators: attach the function, not its handle
+            fn = fn.callback
         if not callable(fn):
             raise TypeError(f"callback for {self.path} must be callable, got {fn!r}")
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise TypeError(f"priority must be an int, got {priority!r}")
-        return self.owner._sf.dispatcher(self.name, create=True).add(fn, filter, priority, owner)
+        if kind is not None and not isinstance(kind, str):
+            raise TypeError(f"kind must be a str tag like 'run_on', got {kind!r}")
+        dispatcher = self.owner._sf.dispatcher(self.name, create=True)
+        handle: Handle = dispatcher.add(fn, filter, priority, owner, kind)
+        return handle
+
+    def handle_of(self, fn: Callable[..., Any]) -> Handle:
+        """The handle of `fn` attached to this object (the first, if attached several times)."""
+        if isinstance(fn, Handle):
+            fn = fn.callback  # type: ignore[assignment]
+        for handle in self.handles:
+            if _same(handle, fn):
+                return handle
+        raise ValueError(
+            f"{_callable_name(fn)} is not attached to {self.path}; "
+            f"attached: {[h.name for h in self.handles] or 'nothing'}"
+        )
 
     def detach(self, fn: Callable[..., Any]) -> None:
-        """Detach every attachment of `fn` to this object."""
+        """Detach every attachment of `fn` (a function, or the handle a bare `@ref.attach` gave) to this object."""
+        if isinstance(fn, Handle):
+            fn = fn.callback  # type: ignore[assignment]
         dispatcher = self.owner._sf.dispatcher(self.name)
         handles = [] if dispatcher is None else [h for h in dispatcher.handles if _same(h, fn)]
         if not handles:
@@ -148,8 +220,8 @@ class Ref:
         *,
         every: int | None = None,
         once: int | Iterable[int] | None = None,
-        when: Callable[[Any], bool] | None = None,
-    ) -> FilteredRef:
+        when: Callable[[T], object] | None = None,
+    ) -> FilteredRef[T]:
         """A filtered ref: `ref(every=2)`, to follow wherever a ref is expected."""
         return FilteredRef(self, Filter(every, once, when))
 
@@ -170,26 +242,42 @@ class Ref:
         return f"<Ref {self.path} = {shown}>"
 
 
-class FilteredRef:
+class FilteredRef(Generic[T]):
     """A ref with filters: fires its followers only when the filter passes.
 
     `trainer.n_epoch_completed_ref(every=2)` is ignite's
-    `Events.EPOCH_COMPLETED(every=2)`, for any state object.
+    `Events.EPOCH_COMPLETED(every=2)`, for any state object. Calling it adds
+    a `when` condition (`ref(every=2)(when=...)`); a second counting filter
+    is refused.
+
+    Example:
+        >>> from statefire.frame import Feature, Counter, State
+        >>> class Clock(Feature):
+        ...     category = "clocks"
+        ...     ticks = Counter()
+        >>> with State():
+        ...     even = Clock().ticks_ref(every=2)
+        ...     print(even)
+        <FilteredRef clocks.clock.ticks (every=2) = 0>
     """
 
     __slots__ = ("ref", "filter")
 
-    def __init__(self, ref: Ref, filter: Filter) -> None:
+    def __init__(self, ref: Ref[T], filter: Filter) -> None:
         self.ref = ref
         self.filter = filter
 
     @property
-    def value(self) -> Any:
+    def value(self) -> T:
         return self.ref.value
 
     @property
     def path(self) -> str:
         return self.ref.path
+
+    @property
+    def callback_owner(self) -> Any:
+        return self.ref.owner
 
     @property
     def owner(self) -> Any:
@@ -199,19 +287,57 @@ class FilteredRef:
     def name(self) -> str:
         return self.ref.name
 
+    @overload
+    def attach(
+        self,
+        fn: None = None,
+        *,
+        every: int | None = None,
+        once: int | Iterable[int] | None = None,
+        when: Callable[[T], object] | None = None,
+        priority: int = 0,
+        owner: Any = None,
+        kind: str | None = None,
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def attach(
+        self,
+        fn: Callable[..., Any],
+        *,
+        every: int | None = None,
+        once: int | Iterable[int] | None = None,
+        when: Callable[[T], object] | None = None,
+        priority: int = 0,
+        owner: Any = None,
+        kind: str | None = None,
+    ) -> Handle: ...
+
     def attach(
         self,
         fn: Callable[..., Any] | None = None,
         *,
         every: int | None = None,
         once: int | Iterable[int] | None = None,
-        when: Callable[[Any], bool] | None = None,
+        when: Callable[[T], object] | None = None,
         priority: int = 0,
         owner: Any = None,
-    ) -> Any:
+        kind: str | None = None,
+    ) -> Handle | Callable[[F], F]:
         """`Ref.attach` with this ref's filter combined with the given one."""
         combined = self.filter.merged(Filter(every, once, when))
-        return self.ref._attach(fn, combined, priority, owner)
+        attached: Handle | Callable[[F], F] = self.ref._attach(fn, combined, priority, owner, kind)
+        return attached
+
+    def __call__(
+        self,
+        *,
+        every: int | None = None,
+        once: int | Iterable[int] | None = None,
+        when: Callable[[T], object] | None = None,
+    ) -> FilteredRef[T]:
+        """This filtered ref with another condition (`when=`); two counting filters are refused."""
+        return FilteredRef(self.ref, self.filter.merged(Filter(every, once, when)))
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not FilteredRef:
@@ -225,10 +351,10 @@ class FilteredRef:
         return f"<FilteredRef {self.path} ({self.filter}) = {summarize(self.value)}>"
 
 
-RefLike = Union[Ref, FilteredRef]
+RefLike = Union[Ref[T], FilteredRef[T]]
 
 
-def as_ref(obj: Any, argument: str) -> RefLike:
+def as_ref(obj: Any, argument: str) -> RefLike[Any]:
     """Check that `obj` is a ref or a filtered ref; say what to pass otherwise."""
     if isinstance(obj, (Ref, FilteredRef)):
         return obj

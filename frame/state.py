@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from . import _context
@@ -11,7 +12,16 @@ from ._names import did_you_mean
 from ._render import html_rows, render_tree
 from .dispatch import Handle, _Dispatcher, wiring
 from .errors import NameConflictError, UnknownNameError
-from .feature import CATEGORIES, Feature, Observable, _state_dict_error, check_feature_name, default_name
+from .feature import (
+    STANDARD_CATEGORIES,
+    Feature,
+    Listing,
+    Observable,
+    _copy_error,
+    _state_dict_error,
+    check_feature_name,
+    default_name,
+)
 from .objects import Param, StateObject
 from .refs import Ref
 
@@ -24,10 +34,21 @@ class Container(Observable):
     Its `added` and `removed` objects fire with a feature once it is fully
     constructed, or once it is removed, so plugins react to features created
     after them: `state.metrics.added_ref.attach(fn)`.
+
+    Example:
+        >>> from statefire.frame import State, Params
+        >>> with State() as s:
+        ...     seen = []
+        ...     handle = s.params.added_ref.attach(lambda f: seen.append(f.name))
+        ...     _ = Params(name="hp", lr=0.1)
+        ...     print(seen, len(s.params), "hp" in s.params)
+        ['hp'] 1 True
     """
 
-    added = StateObject(persist=False, doc="fires with each feature once it is constructed")
-    removed = StateObject(persist=False, doc="fires with each feature removed")
+    added: StateObject[Feature | None] = StateObject(persist=False, doc="fires with each feature once it is constructed")
+    removed: StateObject[Feature | None] = StateObject(persist=False, doc="fires with each feature removed")
+    added_ref: Ref[Feature | None]
+    removed_ref: Ref[Feature | None]
 
     def __init__(self, state: State, category: str) -> None:
         self.__dict__["category"] = category
@@ -35,7 +56,8 @@ class Container(Observable):
 
     @property
     def path(self) -> str:
-        return self.category
+        category: str = self.__dict__["category"]
+        return category
 
     def _members(self) -> list[Feature]:
         objects = type(self)._sf_objects
@@ -68,9 +90,6 @@ class Container(Observable):
             )
         return feature
 
-    def _display_name(self) -> str:
-        return self.category
-
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
@@ -86,7 +105,12 @@ class Container(Observable):
 
 
 class _Core:
-    """A State's bookkeeping, kept under one private attribute."""
+    """A State's bookkeeping, kept under one private attribute.
+
+    `containers` holds the categories of this State: the standard ones once
+    used, and those of the features added to it (categories belong to a
+    State, not to the process).
+    """
 
     __slots__ = ("features", "containers", "silence", "hold", "pending", "observers", "tokens")
 
@@ -135,7 +159,21 @@ class State:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        _context._current.reset(self._frame.tokens.pop())
+        tokens = self._frame.tokens
+        _context._current.reset(tokens.pop())
+        if not tokens:  # the outermost block of this State ends: its features release what they hold
+            _close_all(list(self._frame.features.values()))
+
+    # A State is live wiring (callbacks, handles, weak references, its
+    # context token): a copy would alias or lose it, so copying is refused.
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise _copy_error("a State")
+
+    def __copy__(self) -> Any:
+        raise _copy_error("a State")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise _copy_error("a State")
 
     # -- lookup -------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -145,11 +183,14 @@ class State:
         feature = core.features.get(name)
         if feature is not None:
             return feature
-        if name in CATEGORIES:
+        container = core.containers.get(name)
+        if container is not None:
+            return container
+        if name in STANDARD_CATEGORIES:
             return self._container(name)
         raise UnknownNameError(
             f"state has no feature or category {name!r}; "
-            + did_you_mean(name, [*core.features, *CATEGORIES])
+            + did_you_mean(name, [*core.features, *core.containers, *STANDARD_CATEGORIES])
         )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -161,30 +202,52 @@ class State:
     def __dir__(self) -> list[str]:
         return sorted({*super().__dir__(), *self._frame.features, *self._frame.containers})
 
+    def container(self, category: str) -> Container:
+        """The container of `category`, made empty if this State has none yet.
+
+        `state.<name>` finds a feature first, then a category of this State;
+        the standard categories (`engines`, `metrics`, ...) exist in every
+        State and no feature may take their names. A category of your own
+        becomes a State's when its first feature is added; to react to that
+        first feature, ask for the container beforehand:
+        `state.container("sensors").added_ref.attach(fn)`.
+        """
+        if not isinstance(category, str) or not category.isidentifier() or category.startswith("_"):
+            raise NameConflictError(f"a category must be an identifier not starting with '_', got {category!r}")
+        return self._container(category)
+
     def _container(self, category: str) -> Container:
         container = self._frame.containers.get(category)
         if container is None:
             container = Container(self, category)
             self._frame.containers[category] = container
-            self.__dict__[category] = container
+            if category in STANDARD_CATEGORIES:  # reserved names: a plain attribute read
+                self.__dict__[category] = container
             core = self._frame
             if core.silence or core.hold or core.observers:  # a trace must see its `added` too
                 container._sf.rewire_all()
         return container
 
+    # The collections a State is made of are read-only properties returning
+    # fresh lists (a feature's are dicts by name): `state.features`,
+    # `state.containers`, `state.refs`, `state.handles`, `feature.refs`.
+    # Calling one (the older spelling `state.refs()`) still works, with a
+    # DeprecationWarning. `values()` and `state_dict()` stay methods: they
+    # read values now, and a feature may override them.
     @property
-    def containers(self) -> list[Container]:
+    def containers(self) -> Listing[Container]:
         """The containers created so far."""
-        return list(self._frame.containers.values())
+        return Listing(self._frame.containers.values())
 
     @property
-    def features(self) -> list[Feature]:
+    def features(self) -> Listing[Feature]:
         """Every feature, in creation order."""
-        return list(self._frame.features.values())
+        return Listing(self._frame.features.values())
 
-    def refs(self) -> list[Ref]:
-        """A ref to every state object of every feature."""
-        return [ref for f in self._frame.features.values() for ref in f.refs().values()]
+    @property
+    def refs(self) -> Listing[Ref[Any]]:
+        """A ref to every state object of every feature, in creation order."""
+        return Listing(ref for f in self._frame.features.values() for ref in f.refs.values())
 
     def free_name(self, name: str) -> str:
         """`name`, or `name_2`, `name_3`, ... if a feature has it: for features made in numbers.
@@ -198,7 +261,8 @@ class State:
         """
         taken = self._frame.features
         candidate, n = name, 1
-        while candidate in taken or candidate in _reserved_names():
+        reserved = _reserved_names()
+        while candidate in taken or candidate in reserved:
             n += 1
             candidate = f"{name}_{n}"
         return candidate
@@ -230,16 +294,16 @@ class State:
         self._container(feature.category)._fire("added", feature)
 
     def remove(self, feature: Feature | str, *, announce: bool = True) -> None:
-        """Remove a feature (or the feature of that name) and every callback it owns."""
+        """Remove a feature (or the feature of that name) and every callback it owns, then `close()` it."""
         if isinstance(feature, str):
             feature = self._feature(feature)
         core = self._frame
-        if core.features.get(feature.name) is not feature:
-            raise UnknownNameError(f"{feature.path} is not in this state")
-        for dispatcher in list(self._dispatchers()):
-            for handle in dispatcher.handles:
-                if handle.callback_owner is feature:
-                    handle.remove()
+        if core.features.get(feature.__dict__.get("name")) is not feature:  # type: ignore[arg-type]
+            where = "was removed" if feature._sf.state is None else "belongs to another State"
+            raise UnknownNameError(f"{feature.path} is not in this state: it {where}")
+        # Its own callbacks elsewhere (indexed by owner), then every callback on its objects.
+        for handle in list(feature._sf.owned):
+            handle.remove()
         for handle in [h for d in feature._sf.dispatchers.values() for h in d.handles]:
             handle.remove()
         del core.features[feature.name]
@@ -248,24 +312,32 @@ class State:
         feature._sf.state = None
         feature._sf.drop_all()
         wiring.bump()
-        if announce:
+        if not announce:  # a feature whose __init__ failed: release what it got, keep the init's error
+            with contextlib.suppress(Exception):
+                feature.close()
+            return
+        try:
             container._fire("removed", feature)
+        finally:
+            feature.close()
 
     def clear(self) -> None:
-        """Remove every feature and container, silently."""
+        """Remove every feature and container, silently, then `close()` each feature."""
         core = self._frame
         for dispatcher in list(self._dispatchers()):
             for handle in dispatcher.handles:
                 handle.remove()
-        for feature in core.features.values():
+        features = list(core.features.values())
+        for feature in features:
             feature._sf.state = None
             feature._sf.drop_all()
         for category in core.containers:
-            del self.__dict__[category]
+            self.__dict__.pop(category, None)
         core.features.clear()
         core.containers.clear()
         core.pending.clear()
         wiring.bump()
+        _close_all(features)
 
     def _feature(self, name: str) -> Feature:
         try:
@@ -283,9 +355,10 @@ class State:
         for observable in self._observables():
             yield from observable._sf.dispatchers.values()
 
-    def handles(self) -> list[Handle]:
+    @property
+    def handles(self) -> Listing[Handle]:
         """Every attached callback in this state."""
-        return [h for d in self._dispatchers() for h in d.handles]
+        return Listing(h for d in self._dispatchers() for h in d.handles)
 
     # -- modes: hold, silence, observers --------------------------------------
     def _active_fire(
@@ -305,6 +378,7 @@ class State:
                 pending[key] = value
 
         return fire
+
 
     def _rewire_all(self) -> None:
         for observable in self._observables():
@@ -374,41 +448,46 @@ class State:
                 result[container.category] = members
         return result
 
-    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> None:
-        """Restore every feature silently.
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        """Restore every feature silently, through each feature's `load_state_dict` (its restore hook).
+
+        Every feature's part is checked before any is restored.
 
         Raises:
-            StateDictError: when `strict` and any key is missing or unexpected;
+            StateDictError: when `strict` and any key is missing or
+                unexpected, or a feature saves a key that nothing restores;
                 one error lists them all by path.
         """
-        if not isinstance(state_dict, dict):
+        if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         missing: list[str] = []
         unexpected: list[str] = []
-        matched: list[tuple[Feature, dict[str, Any]]] = []
+        unrestored: list[str] = []
+        matched: list[tuple[Feature, Mapping[str, Any]]] = []
         for feature in self._frame.features.values():
             section = state_dict.get(feature.category)
-            given = section.get(feature.name) if isinstance(section, dict) else None
+            given = section.get(feature.name) if isinstance(section, Mapping) else None
             if given is None:
                 missing.extend(f"{feature.path}.{k}" for k in feature.state_dict())
                 continue
-            m, u = feature._mismatch(given)
+            m, u, r = feature._check(given)
             missing.extend(m)
             unexpected.extend(u)
+            unrestored.extend(r)
             matched.append((feature, given))
         for category, section in state_dict.items():
-            if not isinstance(section, dict):
+            if not isinstance(section, Mapping):
                 unexpected.append(str(category))
                 continue
             for name in section:
-                feature = self._frame.features.get(name)
-                if feature is None or feature.category != category:
+                owner = self._frame.features.get(name)
+                if owner is None or owner.category != category:
                     unexpected.append(f"{category}.{name}")
-        if strict and (missing or unexpected):
-            raise _state_dict_error(missing, unexpected)
+        if strict and (missing or unexpected or unrestored):
+            raise _state_dict_error(missing, unexpected, unrestored)
         with self.silenced():
             for feature, given in matched:
-                feature._load(given)
+                feature.load_state_dict(given, strict=strict)
 
     def config(self) -> dict[str, Any]:
         """Every `Param` of every feature, by path: the experiment's configuration."""
@@ -428,7 +507,7 @@ class State:
         return self.tree()
 
     def _repr_html_(self) -> str:
-        rows = [html_rows(feature) for container in self.containers for feature in container]
+        rows = [html_rows(feature) for container in self._frame.containers.values() for feature in container]
         return "<table>" + "".join(rows) + "</table>"
 
 
@@ -440,7 +519,7 @@ class _Observers:
     def __init__(self, observers: list[Any]) -> None:
         self.observers = tuple(observers)
 
-    def enter_event(self, ref: Ref, value: Any) -> list[Any]:
+    def enter_event(self, ref: Ref[Any], value: Any) -> list[Any]:
         return [o.enter_event(ref, value) for o in self.observers]
 
     def exit_event(self, tokens: list[Any]) -> None:
@@ -455,7 +534,7 @@ class _Observers:
             observer.exit_callback(token)
 
 
-def _observed(ref: Ref, dispatcher: _Dispatcher | None, observers: _Observers) -> Callable[[Any], None]:
+def _observed(ref: Ref[Any], dispatcher: _Dispatcher | None, observers: _Observers) -> Callable[[Any], None]:
     def fire(value: Any) -> None:
         token = observers.enter_event(ref, value)
         try:
@@ -485,12 +564,26 @@ class _ObserverHandle:
         self.remove()
 
 
-def _reserved_names() -> set[str]:
+@functools.cache
+def _reserved_names() -> frozenset[str]:
+    """Names no feature may take: State and Container attributes, the standard categories, `state`."""
     names = {n for n in dir(State) if not n.startswith("_")}
     names.update(n for n in dir(Container) if not n.startswith("_"))
-    names.update(CATEGORIES)
+    names.update(STANDARD_CATEGORIES)
     names.add("state")
-    return names
+    return frozenset(names)
+
+
+def _close_all(features: list[Feature]) -> None:
+    """`close()` every feature; the first error is raised once all have been closed."""
+    errors: list[BaseException] = []
+    for feature in features:
+        try:
+            feature.close()
+        except Exception as error:  # one failing release must not keep the others open
+            errors.append(error)
+    if errors:
+        raise errors[0]
 
 
 state = State()

@@ -7,6 +7,8 @@ state and register nothing. Modules are imported on first use of a name.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from statefire.frame._lazy import lazy_exports
 
 # public name -> module that defines it
@@ -25,3 +27,13 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+
+# Real imports for type checkers only (at run time names load lazily, on first use);
+# tests/test_typing.py checks that this block names every entry of _EXPORTS.
+if TYPE_CHECKING:
+    from .charts import EnginesMetricsCharts as EnginesMetricsCharts
+    from .charts import EnginesMetricsComparisonCharts as EnginesMetricsComparisonCharts
+    from .charts import HParams as HParams
+    from .dataflow import DataFlowGraph as DataFlowGraph
+    from .trace import EventTrace as EventTrace
+    from .describe import describe as describe

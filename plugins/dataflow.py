@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from statefire.frame import Feature, FilteredRef, Ref, State
-from statefire.frame._render import summarize
+from statefire.frame import summarize
 from statefire.frame.state import Container
 
 from .trace import function_label as _function_label
@@ -114,14 +114,14 @@ class DataFlowGraph:
                 cls=type(feature).__name__,
                 label=feature.name,
             )
-            for ref in feature.refs().values():
+            for ref in feature.refs.values():
                 self._add_object(ref)
                 graph.add_edge(feature.path, ref.path, kind="owns")
         for container in self.state.containers:
-            handles = [h for r in container.refs().values() for h in r.handles]
+            handles = [h for r in container.refs.values() for h in r.handles]
             if handles:
                 self._add_container(container)
-        for handle in self.state.handles():
+        for handle in self.state.handles:
             ref = handle.ref
             if ref is None:
                 continue
@@ -168,7 +168,7 @@ class DataFlowGraph:
             container.path, kind="container", category=container.category, cls="Container",
             label=container.category,
         )
-        for ref in container.refs().values():
+        for ref in container.refs.values():
             self._add_object(ref)
             self.graph.add_edge(container.path, ref.path, kind="owns")
 
@@ -176,7 +176,7 @@ class DataFlowGraph:
         owner = handle.callback_owner
         if isinstance(owner, Feature) and owner.path in self.graph and owner.state is self.state:
             return owner.path
-        if isinstance(owner, Container) and owner._sf.state is self.state:
+        if isinstance(owner, Container) and owner.state is self.state:
             self._add_container(owner)
             return owner.path
         callback = handle.callback
@@ -237,7 +237,7 @@ class DataFlowGraph:
                 f"expected a ref, a feature or a node path like 'engines.trainer.n_samples', got {thing!r}"
             )
         if node not in self.graph:
-            from statefire.frame._names import did_you_mean
+            from statefire.frame import did_you_mean
 
             raise KeyError(f"{node!r} is not in the data-flow graph; " + did_you_mean(node, list(self.graph)))
         return node
@@ -403,20 +403,14 @@ class DataFlowGraph:
 
 def _is_run_on(handle: Any) -> bool:
     """The callback an engine attaches to follow a ref (`run_on=`)."""
-    func = getattr(handle, "func", None)
-    owner = handle.callback_owner
-    return (
-        func is not None
-        and func.__name__ == "_run_on_fire"
-        and getattr(owner, "category", None) == "engines"
-    )
+    return getattr(handle, "kind", None) == "run_on"
 
 
 def _held_refs(feature: Feature) -> Iterator[tuple[str, Ref]]:
     """`(attribute, ref)` for every ref a feature holds, also inside lists, tuples and dicts."""
-    objects = type(feature)._sf_objects
+    objects = feature.state_objects()
     for attribute, value in vars(feature).items():
-        if attribute == "_sf" or attribute in objects:
+        if attribute in objects:
             continue
         yield from ((attribute, r) for r in _refs_in(value))
 

@@ -6,7 +6,7 @@ import sys
 from typing import Any, TextIO
 
 from statefire.frame import Feature, FilteredRef, Ref, State
-from statefire.frame._render import summarize
+from statefire.frame import summarize
 from statefire.frame.state import Container
 
 __all__ = ["describe"]
@@ -53,7 +53,7 @@ def describe(thing: Any, state: State | None = None, *, file: TextIO | None = No
         owner = getattr(thing, "owner", thing)
         state = getattr(owner, "state", None) if isinstance(owner, Feature) else None
         if isinstance(owner, Container):
-            state = owner._sf.state
+            state = owner.state
         if state is None:
             state = State.current()
     flow = DataFlowGraph(state)

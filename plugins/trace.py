@@ -17,7 +17,7 @@ import time
 from typing import Any, NamedTuple
 
 from statefire.frame import Feature, State
-from statefire.frame._render import summarize
+from statefire.frame import summarize
 from statefire.frame.state import Container
 
 __all__ = ["EventTrace", "TraceRecord", "SummaryRow", "TraceSummary"]

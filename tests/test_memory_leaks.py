@@ -98,7 +98,7 @@ def test_attaching_and_removing_callbacks_repeatedly_keeps_no_owner(tmp_path):
             assert kept.seen and scoped.seen == 3 and dropped.seen == 2
             del kept, scoped, dropped, closure_owner, handle, closure_handle
         assert _alive(refs) == []
-        assert all(not ref.handles for ref in engine.refs().values())  # no dead handle piles up
+        assert all(not ref.handles for ref in engine.refs.values())  # no dead handle piles up
 
 
 def test_a_removed_feature_is_collected_while_its_engine_lives_on():

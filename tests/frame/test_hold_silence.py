@@ -139,7 +139,7 @@ def test_unobserved_objects_set_in_hold_fire_nothing(s):
 def test_container_events_are_held(s):
     """A container's `added` event is deferred by a hold like any other object."""
     seen = []
-    s.meters.added_ref.attach(lambda f: seen.append(f.name))
+    s.container("meters").added_ref.attach(lambda f: seen.append(f.name))
     with s.hold():
         Meter(name="m1")
         assert seen == []

@@ -157,14 +157,14 @@ def test_a_feature_shows_itself_in_a_notebook(s):
 
 
 def test_handles_list_every_callback_with_its_ref(s):
-    """`state.handles()` lists every attached callback with the ref it is attached to."""
+    """`state.handles` lists every attached callback with the ref it is attached to."""
     e = Engine(name="trainer")
     acc = Accuracy()
     h1 = e.n_samples_ref.attach(print, every=10)
     h2 = acc.value_ref.attach(print)
     h3 = s.metrics.added_ref.attach(print)
-    assert set(s.handles()) == {h1, h2, h3}
-    assert {h.ref.path for h in s.handles()} == {
+    assert set(s.handles) == {h1, h2, h3}
+    assert {h.ref.path for h in s.handles} == {
         "engines.trainer.n_samples",
         "metrics.accuracy.value",
         "metrics.added",

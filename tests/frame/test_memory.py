@@ -136,7 +136,7 @@ def test_removed_feature_is_collected(s):
 def test_container_events_do_not_keep_features_alive(s):
     """`added`/`removed` are events, not values: a removed feature is not retained by them."""
     seen = []
-    s.sources.added_ref.attach(lambda f: seen.append(f.name))
+    s.container("sources").added_ref.attach(lambda f: seen.append(f.name))
     s.sources.removed_ref.attach(lambda f: seen.append(f.name))
     src = Source()
     alive = weakref.ref(src)

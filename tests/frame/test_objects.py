@@ -212,11 +212,11 @@ def test_subclass_inherits_and_can_replace_objects(s):
 
 
 def test_values_and_refs_listing(s):
-    """`feature.values()` and `feature.refs()` cover every state object, by name."""
+    """`feature.values()` and `feature.refs` cover every state object, by name."""
     m = Model()
     assert m.values() == {"weights": [0, 0], "step": 0, "lr": 0.1, "batch": None}
-    assert list(m.refs()) == ["weights", "step", "lr", "batch"]
-    assert m.refs()["step"] == m.step_ref
+    assert list(m.refs) == ["weights", "step", "lr", "batch"]
+    assert m.refs["step"] == m.step_ref
 
 
 def test_descriptor_metadata(s):

@@ -198,7 +198,7 @@ def test_random_operations_fire_what_the_model_predicts(ops):
                 expected = model.hold(op[1])
             assert log == expected, f"after {op!r}"
             assert subject.values() == model.values
-        assert len(state.handles()) == len(live)
+        assert len(state.handles) == len(live)
 
 
 @settings(max_examples=100, deadline=None)

@@ -313,7 +313,7 @@ def test_handle_name_and_repr(s):
 
     handle = t.n_samples_ref.attach(log_it, every=100)
     assert handle.name.endswith("log_it")
-    assert repr(handle) == f"<Handle {handle.name} on engines.trainer.n_samples (every=100)>"
+    assert repr(handle) == f"<Handle {handle.name} on engines.trainer.n_samples (every=100, next at 100)>"
     handle.remove()
     assert "removed" in repr(handle)
 
@@ -332,7 +332,7 @@ def test_handle_owner_is_bound_self_or_given_owner(s):
     assert a.output_ref.attach(listener.on).callback_owner is listener
     assert a.output_ref.attach(print, owner=b).callback_owner is b
     assert a.output_ref.attach(print).callback_owner is None
-    assert {h.callback_owner for h in s.handles()} == {listener, b, None}
+    assert {h.callback_owner for h in s.handles} == {listener, b, None}
 
 
 def test_as_ref_accepts_refs_and_names_what_to_pass(s):

@@ -138,7 +138,7 @@ def test_container_added_fires_once_the_feature_is_fully_constructed(s):
             self.extra = "derived"
 
     seen = []
-    s.sensors.added_ref.attach(lambda f: seen.append((f.name, f.extra)))
+    s.container("sensors").added_ref.attach(lambda f: seen.append((f.name, f.extra)))
     Late(1)
     Later()
     assert seen == [("late", 1), ("later", "derived")]
@@ -155,7 +155,7 @@ def test_container_added_does_not_fire_for_a_feature_whose_init_fails(s):
             raise RuntimeError("boom")
 
     seen = []
-    s.sensors.added_ref.attach(seen.append)
+    s.container("sensors").added_ref.attach(seen.append)
     with pytest.raises(RuntimeError, match="boom"):
         Broken()
     assert seen == [] and "broken" not in s.sensors
@@ -219,11 +219,11 @@ def test_clear_removes_every_feature_and_container(s):
 
 
 def test_state_features_and_refs_listing(s):
-    """`state.features` lists features in creation order; `state.refs()` every object's ref."""
+    """`state.features` lists features in creation order; `state.refs` every object's ref."""
     a = Sensor()
     hp = Params(name="hp", lr=0.1, wd=0.0)
     assert s.features == [a, hp]
-    assert [r.path for r in s.refs()] == ["sensors.sensor.reading", "params.hp.lr", "params.hp.wd"]
+    assert [r.path for r in s.refs] == ["sensors.sensor.reading", "params.hp.lr", "params.hp.wd"]
 
 
 def test_dir_lists_features_and_containers(s):

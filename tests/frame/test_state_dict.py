@@ -59,7 +59,7 @@ def test_load_state_dict_restores_silently(s):
     sd["engines"]["trainer"]["n_samples"] = 512
     sd["things"]["thing"]["t"] = "restored"
     fired = []
-    for ref in s.refs():
+    for ref in s.refs:
         ref.attach(fired.append)
     s.load_state_dict(sd)
     assert fired == []

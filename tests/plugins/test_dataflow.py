@@ -107,7 +107,7 @@ def test_every_feature_owns_each_of_its_objects(three):
     s, _ = three
     flow = DataFlowGraph(s)
     owns = {(u, v) for u, v, k in flow.graph.edges(data="kind") if k == "owns"}
-    expected = {(f.path, r.path) for f in s.features for r in f.refs().values()}
+    expected = {(f.path, r.path) for f in s.features for r in f.refs.values()}
     assert owns == expected
 
 
