@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean docs tensorboard
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH) -e '.[dev]'
 	touch $@
 
+# The five-minute demo: trains, writes the comparison charts and the data-flow graph to runs/demo.
 demo: $(BIN)/.installed
-	$(BIN)/python examples/quickstart.py
+	rm -rf runs/demo  # a second demo would otherwise double every curve
+	MPLBACKEND=Agg $(BIN)/python examples/demo.py runs/demo
 
 test: $(BIN)/.installed
 	$(BIN)/pytest -q
@@ -26,4 +28,13 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_engine.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site build/docs-api
+
+# The demo's charts in TensorBoard, served on this machine only.
+tensorboard: $(BIN)/.installed
+	test -d runs/demo || $(MAKE) demo
+	$(BIN)/tensorboard --logdir runs/demo --host 127.0.0.1 --port 6006
+
+# The documentation site, built into site/ (open site/index.html, no server needed).
+docs: $(BIN)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
