@@ -6,6 +6,8 @@
   `statefire.features` and `statefire.plugins` export lazily (a module `__getattr__`),
   which a static reader cannot follow: each name is documented at the module
   that defines it, found in the package's `_EXPORTS` map.
+- A fence's `no-run` (the docs test's marker for blocks it does not run) is
+  dropped, so the block is highlighted as the language it names.
 - Guides that land from other branches are listed in the nav already; until their
   file exists, the nav leaves them out (only those listed in `PENDING_PAGES`).
 """
@@ -26,6 +28,8 @@ log = logging.getLogger("mkdocs.hooks.statefire")
 PENDING_PAGES = {"runs.md", "trees.md", "distributed.md", "migrating-from-lightning.md"}
 
 _MARKER = re.compile(r"^<!-- api: (?P<package>[\w.]+) -->$", re.M)
+# ```python no-run: a block the docs test shows but does not run; the site shows it as python
+_NO_RUN = re.compile(r"^(?P<fence>[ \t]*```[\w-]+)[ \t]+no-run[ \t]*$", re.M)
 
 #: Titles of the features/plugins modules, for the reference's sections (others get their module name).
 _MODULE_TITLES = {
@@ -134,4 +138,5 @@ def api_markdown(package: str) -> str:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    markdown = _NO_RUN.sub(r"\g<fence>", markdown)
     return _MARKER.sub(lambda m: api_markdown(m["package"]), markdown)

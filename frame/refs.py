@@ -225,6 +225,7 @@ class FilteredRef:
         return f"<FilteredRef {self.path} ({self.filter}) = {summarize(self.value)}>"
 
 
+#: What a ref to follow may be (`run_on=`, `trigger=`): a `Ref` or a `FilteredRef`.
 RefLike = Union[Ref, FilteredRef]
 
 

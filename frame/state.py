@@ -493,5 +493,7 @@ def _reserved_names() -> set[str]:
     return names
 
 
+#: The global default State that scripts use (`from statefire.frame import state`);
+#: `with State():` makes another one current inside a block.
 state = State()
 _context._default.append(state)

@@ -33,11 +33,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_guide_is_a_page(site: Path) -> None:
-    """Each docs/*.md becomes an HTML page (strict mode also fails on a guide missing from the nav)."""
+    """Each docs/*.md becomes a page, its `python no-run` blocks shown as code (strict mode fails on a page left out of the nav)."""
     guides = sorted(p.stem for p in (ROOT / "docs").glob("*.md"))
     assert {"index", "concepts", "writing-features", "four-levels", "notebooks"} <= set(guides)
     for guide in guides:
-        assert (site / f"{guide}.html").is_file(), guide
+        html = (site / f"{guide}.html").read_text(encoding="utf-8")
+        assert "no-run" not in html, f"{guide}: a `python no-run` fence shown as text"
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -48,6 +49,28 @@ def test_reference_documents_every_public_name(site: Path, package: str) -> None
     module = importlib.import_module(package)
     missing = [name for name in module.__all__ if not any(a.endswith(f".{name}") for a in anchors)]
     assert not missing, f"{package}: no reference entry for {missing}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_public_name_has_a_description(site: Path, package: str) -> None:
+    """Every reference entry has a docstring (a `#:` comment counts for a constant), read as the site reads it."""
+    import griffe
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        hooks = importlib.import_module("_hooks")
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    extensions = griffe.load_extensions(f"{ROOT / 'docs' / '_griffe_ext.py'}:ExampleSections")
+    module = griffe.load(package, search_paths=[str(ROOT / "build" / "docs-api")], extensions=extensions,
+                         resolve_aliases=True)
+    undocumented = []
+    for _, identifier in hooks.reference_identifiers(package):
+        obj = module[identifier[len(package) + 1:]]
+        obj = obj.final_target if obj.is_alias else obj
+        if obj.docstring is None or not obj.docstring.value.strip():
+            undocumented.append(identifier)
+    assert not undocumented, f"no docstring for {undocumented}"
 
 
 def test_reference_renders_docstring_examples_as_code(site: Path) -> None:
