@@ -49,6 +49,12 @@ _MODULE_TITLES = {
     "dataflow": "Data flow",
     "trace": "Event trace",
     "describe": "Inspection",
+    # modules other branches add
+    "runs": "Runs and the registry",
+    "registry": "Runs and the registry",
+    "mlflow": "Runs and the registry",
+    "trees": "Experiment trees",
+    "cli": "The statefire command",
 }
 
 
