@@ -90,7 +90,10 @@ def link_packages(root: Path) -> Path:
         if not link.is_symlink() or link.resolve() != (root / name).resolve():
             if link.is_symlink() or link.exists():
                 link.unlink()
-            link.symlink_to(root / name, target_is_directory=True)
+            try:
+                link.symlink_to(root / name, target_is_directory=True)
+            except FileExistsError:  # a build running at the same time made it
+                pass
     return api.parent
 
 
