@@ -321,7 +321,10 @@ class SupervisedEvaluator(Engine):
             `<name>_nll`). A callable in a dict must name its metric
             `<name>_<key>` itself.
         loss_fn: the loss for the `"loss"` metric.
-        device, non_blocking, prepare_batch, amp_mode: as for the trainer.
+        device: as for the trainer.
+        non_blocking: as for the trainer.
+        prepare_batch: as for the trainer.
+        amp_mode: as for the trainer.
         output_transform: `fn(x, y, y_pred) -> output` instead of `(y_pred, y)`.
 
     Example:

@@ -63,6 +63,7 @@ class _Wiring:
         self.version += 1
 
 
+#: The wiring version hot loops watch: it changes on every attach, detach, hold, silence or trace swap.
 wiring = _Wiring()
 
 

@@ -351,6 +351,7 @@ class FilteredRef(Generic[T]):
         return f"<FilteredRef {self.path} ({self.filter}) = {summarize(self.value)}>"
 
 
+#: What a ref to follow may be (`run_on=`, `trigger=`): a `Ref` or a `FilteredRef`.
 RefLike = Union[Ref[T], FilteredRef[T]]
 
 

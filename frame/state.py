@@ -586,5 +586,7 @@ def _close_all(features: list[Feature]) -> None:
         raise errors[0]
 
 
+#: The global default State that scripts use (`from statefire.frame import state`);
+#: `with State():` makes another one current inside a block.
 state = State()
 _context._default.append(state)
