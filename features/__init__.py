@@ -82,3 +82,9 @@ if TYPE_CHECKING:
     from .progress import ProgressBar as ProgressBar
     from .clock import Clock as Clock
     from .distributed import is_main_process as is_main_process
+    from .console import EpochLog as EpochLog
+    from .prediction import predict as predict
+    from .components import Component as Component
+    from .distributed import auto_dataloader as auto_dataloader
+    from .distributed import auto_model as auto_model
+    from .distributed import auto_optim as auto_optim

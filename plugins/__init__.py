@@ -37,3 +37,7 @@ if TYPE_CHECKING:
     from .dataflow import DataFlowGraph as DataFlowGraph
     from .trace import EventTrace as EventTrace
     from .describe import describe as describe
+    from .trees import ExperimentTree as ExperimentTree
+    from .trees import TreeError as TreeError
+    from .trees import TreeNode as TreeNode
+    from .trees import TreeRunResult as TreeRunResult

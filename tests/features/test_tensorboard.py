@@ -158,11 +158,13 @@ def test_a_restored_state_never_redirects_the_writer(tmp_path):
         trainer.run()
         writer.close()
     assert writer.log_dir == str(tmp_path / "child")
+
     def points(run_dir):
         return [(e.step, e.value) for e in EventAccumulator(str(run_dir)).Reload().Scalars("engines/trainer/output")]
 
-    assert points(tmp_path / "child" / "trainer") == [(2, 3.0), (3, 4.0)]  # the x axis goes on from the restore
-    assert points(tmp_path / "parent" / "trainer") == [(0, 1.0), (1, 2.0)]
+    # each output at its own iteration; the x axis goes on from the restore
+    assert points(tmp_path / "child" / "trainer") == [(3, 3.0), (4, 4.0)]
+    assert points(tmp_path / "parent" / "trainer") == [(1, 1.0), (2, 2.0)]
 
 
 def test_find_writer_the_only_one_by_name_or_a_clear_error(s, tmp_path):

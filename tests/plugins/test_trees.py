@@ -141,9 +141,9 @@ def test_tensorboard_writes_one_folder_per_node_and_a_parent_never_redirects_a_c
     assert trained.folder == f"train(n_epochs=2)~{trained.short_id}"
     parent_points = scalars(tree.dir / "tb" / trained.folder / "trainer", "loss")
     child_points = scalars(tree.dir / "tb" / finetuned.folder / "trainer", "loss")
-    # the loss is charted when set, before the step's samples are counted: 2 epochs of 20 batches of 50
-    assert [s for s, _ in parent_points] == list(range(0, 2000, 50))
-    assert [s for s, _ in child_points] == list(range(2000, 4000, 50))  # no point went to the parent's folder
+    # each loss at its own step's samples: 2 epochs of 20 batches of 50
+    assert [s for s, _ in parent_points] == list(range(50, 2001, 50))
+    assert [s for s, _ in child_points] == list(range(2050, 4001, 50))  # no point went to the parent's folder
     accuracy = scalars(tree.dir / "tb" / finetuned.folder / "val_evaluator", "val_accuracy")
     assert accuracy[-1] == (4000, pytest.approx(finetuned.metrics["val_evaluator_accuracy"]))
     # Checkpoint() without a directory writes into the node's folder too
