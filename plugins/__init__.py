@@ -17,6 +17,11 @@ _EXPORTS = {
     "DataFlowGraph": "dataflow",
     "EventTrace": "trace",
     "describe": "describe",
+    "Run": "runs",
+    "Registry": "registry",
+    "RunRecord": "registry",
+    "MLflow": "mlflow",
+    "main": "task",
 }
 
 __all__ = sorted(_EXPORTS)
