@@ -252,6 +252,7 @@ class Run(Feature):
         self._stop = threading.Event()
         self._pid = os.getpid()
         self._t0 = time.monotonic()
+        self._ended_at: float | None = None
         self._config_written: dict[str, Any] | None = None
 
         from statefire.features.distributed import is_main_process
@@ -398,7 +399,7 @@ class Run(Feature):
 
     # -- writing ---------------------------------------------------------------------------
     def _dumps(self) -> str:
-        return json.dumps(self._record, indent=1, default=_jsonable)
+        return json.dumps(self._record, indent=1, default=_jsonable, ensure_ascii=False)
 
     def _save(self, flush: bool = True) -> None:
         """Bring run.json and the registry up to date (and the series, from the main thread)."""
@@ -407,7 +408,8 @@ class Run(Feature):
         with self._lock:
             record = self._record
             record["heartbeat"] = now_iso()
-            record["duration"] = round(self._prior_duration + time.monotonic() - self._t0, 3)
+            end = self._ended_at if self._ended_at is not None else time.monotonic()
+            record["duration"] = round(self._prior_duration + end - self._t0, 3)
             record["metrics"] = dict(self._last)
             state = self.state
             if state is not None and threading.current_thread() is threading.main_thread():
@@ -478,6 +480,8 @@ class Run(Feature):
             status, info = "failed", self._engine_error
         else:
             status, info = "completed", None
+        self._ended_at = time.monotonic()
+        self.status = status
         state = self.state
         with self._lock:
             self._record["ended"] = now_iso()
@@ -487,7 +491,6 @@ class Run(Feature):
                     self._record["tree"] = state.tree()
                 except Exception as problem:  # a broken repr must not lose the record
                     self._record["tree"] = f"<state.tree() failed: {problem!r}>"
-        self.status = status
         if state is not None:
             try:
                 from .dataflow import DataFlowGraph
