@@ -106,7 +106,8 @@ def take(start: str | os.PathLike[str], run_id: str, exclude: list[Path]) -> dic
                     stacklevel=3,
                 )
                 excluded.append(name)
-        pathspec = [":/", *(f":(top,exclude,literal){e}" for e in excluded)]
+        # git add refuses an exclude pathspec naming an ignored path; an ignored path is not added anyway
+        pathspec = [":/", *(f":(top,exclude,literal){e}" for e in excluded if not _ignored(top, e))]
         _git(["add", "-A", "--ignore-errors", "--", *pathspec], top, env)
         for e in excluded:  # tracked files under the runs root are never part of a snapshot either
             _git(["rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", f":(top,literal){e}"], top, env)
@@ -119,6 +120,14 @@ def take(start: str | os.PathLike[str], run_id: str, exclude: list[Path]) -> dic
     _git(["update-ref", f"{REF_PREFIX}{run_id}", snapshot], top)
     dirty = head is None or tree != _git(["rev-parse", f"{head}^{{tree}}"], top)
     return {"repo": str(top), "head": head, "snapshot": snapshot, "branch": branch, "dirty": dirty}
+
+
+def _ignored(top: Path, name: str) -> bool:
+    try:
+        _git(["check-ignore", "-q", "--", name], top)
+        return True
+    except subprocess.CalledProcessError:
+        return False
 
 
 def _has_identity(top: Path) -> bool:
