@@ -507,8 +507,9 @@ def parse_where(expression: str, records: Sequence[RunRecord]) -> Callable[[RunR
         if key not in known and not any(k.endswith("." + key) for k in known):
             from statefire.frame._names import did_you_mean
 
+            short = {k.split(".", 1)[1] for k in known if k.count(".") >= 2}  # hp.lr for params.hp.lr
             raise ValueError(f"--where key {key!r} is no field, param or metric of these runs; "
-                             + did_you_mean(key, known))
+                             + did_you_mean(key, known | short))
         tests.append((key, op, value))
 
     def lookup(record: RunRecord, key: str) -> Any:

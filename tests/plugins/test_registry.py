@@ -80,7 +80,7 @@ def test_where_expressions(tmp_path):
     keep = parse_where("hp.lr<0.05, status=completed", records)
     assert sorted(r.params["params.hp.lr"] for r in records if keep(r)) == [0.001, 0.01]
     assert [r.name for r in records if parse_where("name=lr=0.1", records)(r)] == ["lr=0.1"]  # split at the first
-    with pytest.raises(ValueError, match="--where key 'hp.lx'.*'params.hp.lr'"):
+    with pytest.raises(ValueError, match="--where key 'hp.lx'.*did you mean 'hp.lr'"):
         parse_where("hp.lx<1", records)
     with pytest.raises(ValueError, match="has no comparison"):
         parse_where("hp.lr", records)
