@@ -138,9 +138,19 @@ def run_script(args: argparse.Namespace, script_args: list[str]) -> int:
     from statefire.frame import state
 
     from . import runs as runs_module
+
+    saved_defaults = dict(runs_module._cli_defaults)
+    runs_module._cli_defaults.update(root=args.root, experiment=args.experiment)
+    try:
+        return _run_script(args, script_args, sets, state)
+    finally:
+        runs_module._cli_defaults.clear()
+        runs_module._cli_defaults.update(saved_defaults)
+
+
+def _run_script(args: argparse.Namespace, script_args: list[str], sets: dict[str, Any], state: Any) -> int:
     from .runs import Run
 
-    runs_module._cli_defaults.update(root=args.root, experiment=args.experiment)
     overrides = Overrides(state, sets)
 
     def ensure_run() -> None:
