@@ -113,7 +113,6 @@ class MLflow(Feature):
                 self.run_id = client.create_run(
                     experiment_id, run_name=run.display_name or run.id, tags={"statefire.run_id": run.id}
                 ).info.run_id
-            self._log_params(run)
 
         self._guard("start the MLflow run", bind)
         if self.run_id is not None:
@@ -122,7 +121,8 @@ class MLflow(Feature):
     def _log_params(self, run: Any) -> None:
         from mlflow.entities import Param
 
-        config = run.record.get("config") or {}
+        state = run.state
+        config = state.config() if state is not None else run.record.get("config") or {}
         params = [Param(k, str(v)[:6000]) for k, v in config.items() if k not in self._logged_params]
         for start in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[start:start + 100])
@@ -134,6 +134,8 @@ class MLflow(Feature):
         from mlflow.entities import Metric
 
         def send() -> None:
+            if not self._logged_params:  # params are immutable in MLflow: log them once the engines run
+                self._log_params(run)
             metrics = [Metric(key, float(value), int(wall * 1000), int(step)) for key, step, value, wall in points]
             for start in range(0, len(metrics), _BATCH):
                 self.client.log_batch(self.run_id, metrics=metrics[start:start + _BATCH])
