@@ -155,7 +155,7 @@ def _run_script(args: argparse.Namespace, script_args: list[str], sets: dict[str
 
     def ensure_run() -> None:
         if not any(isinstance(f, Run) for f in state.features):
-            Run(args.root, experiment=args.experiment)._engine_started()
+            Run(args.root, experiment=args.experiment)
 
     def follow(engine: Any) -> None:
         engine.n_run_started_ref.attach(ensure_run, priority=10_000)

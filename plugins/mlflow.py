@@ -121,8 +121,7 @@ class MLflow(Feature):
     def _log_params(self, run: Any) -> None:
         from mlflow.entities import Param
 
-        state = run.state
-        config = state.config() if state is not None else run.record.get("config") or {}
+        config = run.record.get("config") or {}  # as captured on the main thread at the last save
         params = [Param(k, str(v)[:6000]) for k, v in config.items() if k not in self._logged_params]
         for start in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[start:start + 100])

@@ -19,6 +19,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import queue
 import re
 import secrets
 import signal
@@ -107,6 +108,11 @@ def _number(value: Any) -> float | int | None:
             return None
         return item if isinstance(item, (int, float)) else None
     return None
+
+
+def _point_line(point: tuple[Any, ...]) -> str:
+    """One series point as a JSON line `[key, step, value, wall_time]`."""
+    return json.dumps(point, default=_jsonable) + "\n"
 
 
 def _versions() -> dict[str, str | None]:
@@ -248,8 +254,8 @@ class Run(Feature):
         self._engine_error: dict[str, str] | None = None
         self._mirrors: list[Any] = []
         self._warned: set[str] = set()
-        self._heart: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._queue: queue.Queue[Any] = queue.Queue()
         self._pid = os.getpid()
         self._t0 = time.monotonic()
         self._ended_at: float | None = None
@@ -271,7 +277,7 @@ class Run(Feature):
         self._prior_duration = float(record.get("duration") or 0.0)
         self.status = "running"
         try:
-            self._save()
+            self._write(self._capture(), [], strict=True)
         except RegistryError as error:
             self._record.update(status="failed", error={"type": "RegistryError", "message": str(error)})
             atomic_write(self.dir / "run.json", self._dumps())
@@ -288,6 +294,8 @@ class Run(Feature):
             ref.attach(self._recorder(base.path, metric=False), owner=self)
         _active.append(self)
         _install_exit_hooks()
+        self._writer = threading.Thread(target=self._writer_loop, name=f"statefire-run-{self.id}", daemon=True)
+        self._writer.start()
 
     # -- opening ----------------------------------------------------------------
     def _open(self, resume: str | None, snapshot: bool | str | os.PathLike[str]) -> tuple[str, str, dict[str, Any]]:
@@ -343,10 +351,15 @@ class Run(Feature):
 
     def _follow_engine(self, engine: Any) -> None:
         engine.exception_ref.attach(self._engine_failed, owner=self)
-        engine.n_run_started_ref.attach(self._engine_started, owner=self)
-        # After the evaluators and charts on the same ref: the metrics written are this epoch's.
-        engine.n_epoch_completed_ref.attach(self._epoch_completed, priority=-1000, owner=self)
-        engine.n_run_completed_ref.attach(self._epoch_completed, priority=-1000, owner=self)
+
+        def save() -> None:
+            # The engines that follow no other (the trainer): an evaluator's epoch ends inside the trainer's.
+            if engine.run_on is None and not self._finished:
+                self._save()
+
+        # After the evaluators and charts on the same ref: the metrics recorded are this epoch's.
+        engine.n_epoch_completed_ref.attach(save, priority=-1000, owner=self)
+        engine.n_run_completed_ref.attach(save, priority=-1000, owner=self)
         if engine.name == "trainer" and self._x_ref is None:
             self._x = (engine, "n_samples")
 
@@ -370,7 +383,7 @@ class Run(Feature):
             if last is not None:
                 last[key] = number
             if len(buffer) >= _FLUSH_POINTS:
-                buffer_owner.flush()
+                buffer_owner._save()
 
         record.__qualname__ = f"Run.record[{key}]"
         return record
@@ -379,67 +392,86 @@ class Run(Feature):
         if error is not None and not self._finished:
             self._engine_error = {"type": type(error).__name__, "message": str(error)}
             self.status = "failed"
-            self._save(flush=True)
+            self._save(wait=True)  # on disk before the exception reaches anything that could end the process
 
-    def _engine_started(self) -> None:
-        if self._heart is None and not self._finished:
-            self._heart = threading.Thread(target=self._beat_loop, name=f"statefire-run-{self.id}", daemon=True)
-            self._heart.start()
-
-    def _epoch_completed(self) -> None:
-        if not self._finished:
-            self._save(flush=True)
-
-    def _beat_loop(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                self._save(flush=False)
-            except Exception as error:  # a full disk must not kill training; say it once
-                self._warn("heartbeat", f"the heartbeat of run {self.id} could not be written: {error}")
-
-    # -- writing ---------------------------------------------------------------------------
+    # -- writing: the main thread captures, a writer thread writes -------------------------------
     def _dumps(self) -> str:
         return json.dumps(self._record, indent=1, default=_jsonable, ensure_ascii=False)
 
-    def _save(self, flush: bool = True) -> None:
-        """Bring run.json and the registry up to date (and the series, from the main thread)."""
-        if flush:
-            self.flush()
+    def _capture(self) -> dict[str, Any]:
+        """The record's changing fields, read on the main thread (the writer never touches the State)."""
+        end = self._ended_at if self._ended_at is not None else time.monotonic()
+        update = {"heartbeat": now_iso(), "duration": round(self._prior_duration + end - self._t0, 3),
+                  "metrics": dict(self._last), "status": self.__dict__["status"]}
+        state = self.state
+        if state is not None:
+            update["config"] = state.config()
+        return update
+
+    def _save(self, wait: bool = False) -> None:
+        """Hand the buffered points and the current record to the writer thread (or write them now)."""
+        points, self._buffer = self._buffer, []
+        if points:
+            self.n_points += len(points)
+        item = (self._capture(), points)
+        writer = self._writer
+        if writer is None or not writer.is_alive():
+            self._write(*item)
+        else:
+            self._queue.put(item)
+            if wait:
+                self._queue.join()
+
+    def flush(self) -> None:
+        """Write the buffered series points and the record now: series.jsonl, run.json, the registry."""
+        self._save(wait=True)
+
+    def _writer_loop(self) -> None:
+        """Write what the main thread hands over; with nothing for HEARTBEAT_S seconds, a heartbeat."""
+        while True:
+            try:
+                item = self._queue.get(timeout=HEARTBEAT_S)
+            except queue.Empty:
+                beat = {"heartbeat": now_iso(), "duration": round(self._prior_duration + time.monotonic() - self._t0, 3)}
+                self._guarded_write(beat, [])
+                continue
+            try:
+                if item is None:
+                    return
+                self._guarded_write(*item)
+            finally:
+                self._queue.task_done()
+
+    def _guarded_write(self, update: dict[str, Any], points: list[tuple[Any, ...]]) -> None:
+        try:
+            self._write(update, points)
+        except Exception as error:  # a full disk must not kill training; say it once
+            self._warn("write", f"run {self.id} could not write its record: {error!r}")
+
+    def _write(self, update: dict[str, Any], points: list[tuple[Any, ...]], strict: bool = False) -> None:
+        """Append the points to series.jsonl, rewrite run.json atomically, and update the registry in one transaction."""
         with self._lock:
+            if points:
+                with open(self.dir / SERIES_FILE, "a", encoding="utf-8") as out:
+                    out.write("".join(_point_line(p) for p in points))
             record = self._record
-            record["heartbeat"] = now_iso()
-            end = self._ended_at if self._ended_at is not None else time.monotonic()
-            record["duration"] = round(self._prior_duration + end - self._t0, 3)
-            record["metrics"] = dict(self._last)
-            state = self.state
-            if state is not None and threading.current_thread() is threading.main_thread():
-                record["config"] = state.config()
-            record["status"] = self.__dict__["status"]
+            record.update(update)
             if self._engine_error is not None and record.get("error") is None:
                 record["error"] = self._engine_error
             text = self._dumps()
             atomic_write(self.dir / "run.json", text)
-            if record["config"] != self._config_written:
+            if record.get("config") != self._config_written:
                 atomic_write(self.dir / "config.json", json.dumps(record["config"], indent=1, default=_jsonable))
                 self._config_written = dict(record["config"])
-            self.registry.write(json.loads(text), run_dir=self.dir)
-
-    def flush(self) -> None:
-        """Write the buffered series points to `series.jsonl` and the registry (one transaction)."""
-        points, self._buffer = self._buffer, []
-        if not points:
-            return
-        self.n_points += len(points)
-        lines = "".join(json.dumps(p, default=_jsonable) + "\n" for p in points)
-        with open(self.dir / SERIES_FILE, "a", encoding="utf-8") as out:
-            out.write(lines)
-        run_id = self.id
-        try:
-            self.registry.write(series=[(run_id, *p) for p in points])
-        except RegistryError as error:  # the points are in series.jsonl: rebuild() recovers them
-            self._warn("series", f"series points of run {run_id} were not added to the registry: {error}")
-        for mirror in self._mirrors:
-            mirror.series(self, points)
+            run_id = self.id
+            try:
+                self.registry.write(json.loads(text), [(run_id, *p) for p in points], run_dir=self.dir)
+            except RegistryError as error:  # run.json and series.jsonl have it all: rebuild() recovers it
+                if strict:
+                    raise
+                self._warn("registry", f"run {run_id} could not update the registry: {error}")
+            for mirror in self._mirrors:
+                mirror.series(self, points) if points else None
 
     def _warn(self, topic: str, message: str) -> None:
         if topic not in self._warned:
@@ -468,9 +500,9 @@ class Run(Feature):
         self._finished = True
         if self in _active:
             _active.remove(self)
-        self._stop.set()
-        if self._heart is not None and self._heart is not threading.current_thread():
-            self._heart.join(timeout=10)
+        if self._writer is not None and self._writer.is_alive() and self._writer is not threading.current_thread():
+            self._queue.put(None)  # after whatever is queued: the writer ends once it is written
+            self._writer.join(timeout=60)
         if self._signal is not None or isinstance(error, KeyboardInterrupt):
             status = "interrupted"
             info = {"type": self._signal or type(error).__name__, "message": str(error or "")}
@@ -498,7 +530,7 @@ class Run(Feature):
                 DataFlowGraph(state).save(self.dir / "flow.svg")
             except Exception as problem:
                 self._warn("flow", f"flow.svg of run {self.id} was not drawn: {problem!r}")
-        self._save(flush=True)
+        self._save()  # the writer has stopped: written now, in this thread
         for mirror in self._mirrors:
             mirror.finish(self)
 
