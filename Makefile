@@ -16,6 +16,7 @@ $(BIN)/.installed: pyproject.toml
 
 demo: $(BIN)/.installed
 	$(BIN)/python examples/quickstart.py
+	$(BIN)/python examples/runs.py
 
 test: $(BIN)/.installed
 	$(BIN)/pytest -q

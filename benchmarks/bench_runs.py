@@ -59,25 +59,28 @@ def quickstart(n_epochs: int) -> SupervisedTrainer:
 
 
 def bench_workload(n_epochs: int, repeats: int, root: Path) -> None:
-    plain, with_run, finish = [], [], []
-    for _ in range(repeats):  # alternate, so drift in machine load hits both sides alike
-        with State():
-            trainer = quickstart(n_epochs)
-            start = time.perf_counter()
-            trainer.run()
-            plain.append(time.perf_counter() - start)
-        with State():
-            trainer = quickstart(n_epochs)
-            run = Run(root, experiment="bench", snapshot=False)
-            start = time.perf_counter()
-            trainer.run()
-            with_run.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            run.finish()
-            finish.append(time.perf_counter() - start)
-    best_plain, best_run = min(plain), min(with_run)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, list[float]] = {False: [], True: []}
+    finish = []
+    for repeat in range(repeats):
+        # alternate which side goes first, so drift in machine load hits both alike
+        for with_run in ((False, True) if repeat % 2 == 0 else (True, False)):
+            with State():
+                trainer = quickstart(n_epochs)
+                run = Run(root, experiment="bench", snapshot=False) if with_run else None
+                start, start_cpu = time.perf_counter(), time.process_time()
+                trainer.run()
+                times[with_run].append(time.perf_counter() - start)
+                cpu[with_run].append(time.process_time() - start_cpu)  # both threads; steadier on a busy machine
+                if run is not None:
+                    start = time.perf_counter()
+                    run.finish()
+                    finish.append(time.perf_counter() - start)
+    best_plain, best_run = min(times[False]), min(times[True])
     print(f"quickstart, {n_epochs} epochs, best of {repeats}: without Run {best_plain:.3f} s, "
           f"with Run {best_run:.3f} s -> ratio {best_run / best_plain:.3f} (target <= 1.02)")
+    print(f"  CPU time of the process (main and writer threads): without {min(cpu[False]):.3f} s, "
+          f"with {min(cpu[True]):.3f} s -> ratio {min(cpu[True]) / min(cpu[False]):.3f}")
     print(f"  run.finish() (tree, flow.svg, final record), once after training: {min(finish):.3f} s")
 
 
@@ -177,8 +180,8 @@ def bench_snapshot(base: Path, n_files: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--files", type=int, default=2000)
     args = parser.parse_args()

@@ -30,6 +30,10 @@ _IDENTITY = {"GIT_AUTHOR_NAME": "statefire", "GIT_AUTHOR_EMAIL": "statefire@loca
              "GIT_COMMITTER_NAME": "statefire", "GIT_COMMITTER_EMAIL": "statefire@localhost"}
 
 
+# take() <- Run._open <- Run.__init__ <- the feature's __init__ wrapper <- the user's `Run(...)`
+_USER = 5
+
+
 class RunWarning(UserWarning):
     """Something about a run was not recorded as asked (no git, a file left out, a registry write)."""
 
@@ -64,7 +68,7 @@ def take(start: str | os.PathLike[str], run_id: str, exclude: list[Path]) -> dic
     """
     start = Path(start)
     if shutil.which("git") is None:
-        warnings.warn("git is not installed: this run records no code snapshot", RunWarning, stacklevel=3)
+        warnings.warn("git is not installed: this run records no code snapshot", RunWarning, stacklevel=_USER)
         return None
     top = _top(start)
     if top is None:
@@ -72,7 +76,7 @@ def take(start: str | os.PathLike[str], run_id: str, exclude: list[Path]) -> dic
             f"{str(start)!r} is not in a git work tree: this run records no code snapshot "
             "(run the script from a git repository to have its exact code saved)",
             RunWarning,
-            stacklevel=3,
+            stacklevel=_USER,
         )
         return None
     head: str | None
@@ -103,7 +107,7 @@ def take(start: str | os.PathLike[str], run_id: str, exclude: list[Path]) -> dic
                     f"untracked file {name!r} ({size / 2**20:.1f} MB) is left out of the code snapshot: "
                     "files over 10 MB are data, not code (commit it, or ignore it in .gitignore)",
                     RunWarning,
-                    stacklevel=3,
+                    stacklevel=_USER,
                 )
                 excluded.append(name)
         # git add refuses an exclude pathspec naming an ignored path; an ignored path is not added anyway

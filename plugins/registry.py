@@ -39,7 +39,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, experiment TEXT NOT NULL, name TEXT, status TEXT NOT NULL,
     started TEXT, ended TEXT, duration REAL, heartbeat TEXT, host TEXT, pid INTEGER,
-    process_started TEXT, dir TEXT, git TEXT, metrics TEXT, error TEXT);
+    process_started TEXT, dir TEXT, git TEXT, metrics TEXT, error TEXT, config TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started, id);
 CREATE TABLE IF NOT EXISTS params (
     run_id TEXT NOT NULL, path TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, path));
@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS series (
 CREATE INDEX IF NOT EXISTS series_by_run ON series (run_id, key);
 """
 _RUN_COLUMNS = ("id", "experiment", "name", "status", "started", "ended", "duration", "heartbeat", "host",
-                "pid", "process_started", "dir", "git", "metrics", "error")
+                "pid", "process_started", "dir", "git", "metrics", "error", "config")
 
 
 class RegistryError(OSError):
@@ -243,14 +243,15 @@ class Registry:
 
     # -- writes (used by Run) ----------------------------------------------------
     def write(self, record: dict[str, Any] | None = None, series: Sequence[tuple[Any, ...]] = (),
-              *, run_dir: str | os.PathLike[str] | None = None) -> None:
+              *, run_dir: str | os.PathLike[str] | None = None, params: bool = True) -> None:
         """Upsert a run from its `run.json` record and append series points, in one transaction.
 
-        `series` holds `(run_id, key, step, value, wall_time)` tuples.
+        `series` holds `(run_id, key, step, value, wall_time)` tuples; `params=False`
+        leaves the params table as it is (the config did not change).
         """
         def work(conn: sqlite3.Connection) -> None:
             if record is not None:
-                _put(conn, record, run_dir)
+                _put(conn, record, run_dir, params)
             if series:
                 conn.executemany("INSERT INTO series VALUES (?, ?, ?, ?, ?)", series)
 
@@ -266,18 +267,10 @@ class Registry:
         """The runs, newest first, filtered by experiment, status (`lost` included) and `where(record)`."""
         if experiment is None:
             rows = self._read("SELECT * FROM runs ORDER BY started DESC, id DESC")
-            param_rows = self._read("SELECT run_id, path, value FROM params")
         else:
             rows = self._read("SELECT * FROM runs WHERE experiment = ? ORDER BY started DESC, id DESC", (experiment,))
-            param_rows = self._read(
-                "SELECT run_id, path, value FROM params WHERE run_id IN (SELECT id FROM runs WHERE experiment = ?)",
-                (experiment,),
-            )
-        params: dict[str, dict[str, Any]] = {}
-        for run_id, path, value in param_rows:
-            params.setdefault(run_id, {})[path] = json.loads(value)
         liveness = _Liveness()
-        records = [self._record(row, params.get(row[0], {}), liveness) for row in rows]
+        records = [self._record(row, liveness) for row in rows]
         if status is not None:
             records = [r for r in records if r.status == status]
         if where is not None:
@@ -317,21 +310,19 @@ class Registry:
                 hint = (f"close ids: {', '.join(close)}" if close else
                         f"{len(ids)} runs are known; `statefire runs list --root {self.root}` shows them")
                 raise UnknownRunError(f"no run with id {id!r} under {str(self.root)!r}; {hint}")
-        row = rows[0]
-        params = {p: json.loads(v) for p, v in self._read("SELECT path, value FROM params WHERE run_id = ?", (row[0],))}
-        return self._record(row, params, _Liveness())
+        return self._record(rows[0], _Liveness())
 
-    def _record(self, row: tuple[Any, ...], params: dict[str, Any], liveness: _Liveness) -> RunRecord:
+    def _record(self, row: tuple[Any, ...], liveness: _Liveness) -> RunRecord:
         v = dict(zip(_RUN_COLUMNS, row))
         status = v["status"]
         if status == "running" and liveness.lost(v["host"], v["pid"], v["process_started"], v["heartbeat"]):
             status = "lost"
         return RunRecord(
-            id=v["id"], experiment=v["experiment"], name=v["name"], status=status, params=params,
-            metrics=json.loads(v["metrics"] or "{}"), started=v["started"], duration=v["duration"],
-            dir=Path(v["dir"] or self.root / v["experiment"] / v["id"]), git=json.loads(v["git"] or "null"),
+            id=v["id"], experiment=v["experiment"], name=v["name"], status=status, params=_loads(v["config"], {}),
+            metrics=_loads(v["metrics"], {}), started=v["started"], duration=v["duration"],
+            dir=Path(v["dir"] or self.root / v["experiment"] / v["id"]), git=_loads(v["git"], None),
             ended=v["ended"], heartbeat=v["heartbeat"], host=v["host"], pid=v["pid"],
-            error=json.loads(v["error"] or "null"), _registry=self,
+            error=_loads(v["error"], None), _registry=self,
         )
 
     def _series(self, run_id: str, key: str) -> list[tuple[Any, float, float]]:
@@ -413,20 +404,32 @@ def read_series_file(path: Path) -> list[tuple[Any, ...]]:
     return points
 
 
-def _put(conn: sqlite3.Connection, record: dict[str, Any], run_dir: str | os.PathLike[str] | None) -> None:
+def _loads(text: str | None, empty: Any) -> Any:
+    if text is None or text == "null":
+        return empty
+    return json.loads(text)
+
+
+def _put(conn: sqlite3.Connection, record: dict[str, Any], run_dir: str | os.PathLike[str] | None,
+         params: bool = True) -> None:
     run_id = record["id"]
-    dumps = json.dumps
+    config = record.get("config") or {}
+
+    def dumps(value: Any) -> str:
+        return json.dumps(value, default=repr)
+
     conn.execute(
-        "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, record.get("experiment", "default"), record.get("name"), record.get("status", "running"),
          record.get("started"), record.get("ended"), record.get("duration"), record.get("heartbeat"),
          record.get("host"), record.get("pid"), record.get("process_started"),
          None if run_dir is None else os.fspath(run_dir), dumps(record.get("git")),
-         dumps(record.get("metrics") or {}), dumps(record.get("error"))),
+         dumps(record.get("metrics") or {}), dumps(record.get("error")), dumps(config)),
     )
-    conn.execute("DELETE FROM params WHERE run_id = ?", (run_id,))
-    conn.executemany("INSERT INTO params VALUES (?, ?, ?)",
-                     ((run_id, path, dumps(value, default=repr)) for path, value in (record.get("config") or {}).items()))
+    if params:  # one row per param, for SQL queries of your own (`SELECT run_id FROM params WHERE ...`)
+        conn.execute("DELETE FROM params WHERE run_id = ?", (run_id,))
+        conn.executemany("INSERT INTO params VALUES (?, ?, ?)",
+                         ((run_id, path, dumps(value)) for path, value in config.items()))
 
 
 # -- is a running run's process still there? ------------------------------------------

@@ -458,14 +458,14 @@ class Run(Feature):
             record.update(update)
             if self._engine_error is not None and record.get("error") is None:
                 record["error"] = self._engine_error
-            text = self._dumps()
-            atomic_write(self.dir / "run.json", text)
-            if record.get("config") != self._config_written:
+            atomic_write(self.dir / "run.json", self._dumps())
+            config_changed = record.get("config") != self._config_written
+            if config_changed:
                 atomic_write(self.dir / "config.json", json.dumps(record["config"], indent=1, default=_jsonable))
                 self._config_written = dict(record["config"])
             run_id = self.id
             try:
-                self.registry.write(json.loads(text), [(run_id, *p) for p in points], run_dir=self.dir)
+                self.registry.write(record, [(run_id, *p) for p in points], run_dir=self.dir, params=config_changed)
             except RegistryError as error:  # run.json and series.jsonl have it all: rebuild() recovers it
                 if strict:
                     raise
