@@ -129,8 +129,8 @@ def test_purge_step_hides_events_logged_past_a_resume_point(s, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"log_dir": ""}, TypeError, "log_dir of TensorBoard must be a non-empty path, got ''"),
-        ({"log_dir": 3}, TypeError, "log_dir of TensorBoard must be a non-empty path, got 3"),
+        ({"log_dir": ""}, TypeError, "log_dir of TensorBoard must be a non-empty path or None, got ''"),
+        ({"log_dir": 3}, TypeError, "log_dir of TensorBoard must be a non-empty path or None, got 3"),
         ({"log_dir": "runs", "purge_step": -1}, ValueError, "purge_step of TensorBoard .* got -1"),
     ],
 )
