@@ -19,7 +19,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import queue
 import re
 import secrets
 import signal
@@ -255,7 +254,10 @@ class Run(Feature):
         self._mirrors: list[Any] = []
         self._warned: set[str] = set()
         self._writer: threading.Thread | None = None
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._wake = threading.Condition()
+        self._pending: tuple[dict[str, Any], list[tuple[Any, ...]]] | None = None
+        self._submitted = self._written = 0
+        self._closing = False
         self._pid = os.getpid()
         self._t0 = time.monotonic()
         self._ended_at: float | None = None
@@ -409,18 +411,28 @@ class Run(Feature):
         return update
 
     def _save(self, wait: bool = False) -> None:
-        """Hand the buffered points and the current record to the writer thread (or write them now)."""
+        """Hand the buffered points and the current record to the writer thread (or write them now).
+
+        A writer still busy with an earlier hand-over finds one pending item:
+        the newest record with every point, so memory stays bounded however
+        short the epochs are.
+        """
         points, self._buffer = self._buffer, []
         if points:
             self.n_points += len(points)
-        item = (self._capture(), points)
+        update = self._capture()
         writer = self._writer
         if writer is None or not writer.is_alive():
-            self._write(*item)
-        else:
-            self._queue.put(item)
-            if wait:
-                self._queue.join()
+            self._write(update, points)
+            return
+        with self._wake:
+            pending = self._pending
+            self._pending = (update, points if pending is None else pending[1] + points)
+            self._submitted += 1
+            ticket = self._submitted
+            self._wake.notify_all()
+            while wait and self._written < ticket and writer.is_alive():
+                self._wake.wait(1.0)
 
     def flush(self) -> None:
         """Write the buffered series points and the record now: series.jsonl, run.json, the registry."""
@@ -429,18 +441,21 @@ class Run(Feature):
     def _writer_loop(self) -> None:
         """Write what the main thread hands over; with nothing for HEARTBEAT_S seconds, a heartbeat."""
         while True:
-            try:
-                item = self._queue.get(timeout=HEARTBEAT_S)
-            except queue.Empty:
+            with self._wake:
+                if self._pending is None and not self._closing:
+                    self._wake.wait(HEARTBEAT_S)
+                item, self._pending = self._pending, None
+                ticket, closing = self._submitted, self._closing
+            if item is not None:
+                self._guarded_write(*item)
+            elif closing:
+                return
+            else:
                 beat = {"heartbeat": now_iso(), "duration": round(self._prior_duration + time.monotonic() - self._t0, 3)}
                 self._guarded_write(beat, [])
-                continue
-            try:
-                if item is None:
-                    return
-                self._guarded_write(*item)
-            finally:
-                self._queue.task_done()
+            with self._wake:
+                self._written = ticket
+                self._wake.notify_all()
 
     def _guarded_write(self, update: dict[str, Any], points: list[tuple[Any, ...]]) -> None:
         try:
@@ -501,7 +516,9 @@ class Run(Feature):
         if self in _active:
             _active.remove(self)
         if self._writer is not None and self._writer.is_alive() and self._writer is not threading.current_thread():
-            self._queue.put(None)  # after whatever is queued: the writer ends once it is written
+            with self._wake:
+                self._closing = True  # the writer writes what is pending, then ends
+                self._wake.notify_all()
             self._writer.join(timeout=60)
         if self._signal is not None or isinstance(error, KeyboardInterrupt):
             status = "interrupted"

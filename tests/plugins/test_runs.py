@@ -445,3 +445,17 @@ def test_outside_a_repository_the_snapshot_is_absent_with_one_warning(tmp_path):
     mine = [w for w in caught if issubclass(w.category, RunWarning)]
     assert len(mine) == 1 and "not in a git work tree" in str(mine[0].message)
     assert read_record(run.dir)["git"] is None and read_record(run.dir)["status"] == "completed"
+
+
+def test_many_short_epochs_lose_no_point(tmp_path):
+    """Epochs shorter than a write: hand-overs merge (memory stays bounded) and every point is kept."""
+    with State():
+        trainer = Engine("trainer", lambda engine, batch: batch, data=[1.0], n_epochs=3000)
+        AverageOutput(engine=trainer, name="mean")
+        run = Run(tmp_path, snapshot=False)
+        trainer.run()
+        assert run.n_points == 3000
+        run.finish()
+    record = Registry(tmp_path).get(run.id)
+    assert [step for step, _, _ in record.series("mean")] == list(range(1, 3001))
+    assert len((run.dir / "series.jsonl").read_text().splitlines()) == 3000
