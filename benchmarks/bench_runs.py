@@ -181,7 +181,7 @@ def bench_snapshot(base: Path, n_files: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--files", type=int, default=2000)
     args = parser.parse_args()

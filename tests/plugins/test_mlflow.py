@@ -12,7 +12,8 @@ from statefire.features import AverageOutput, Engine, ScalarChart, TensorBoard
 from statefire.plugins import MLflow, Registry, Run
 
 
-def test_params_series_tags_and_artifacts_reach_mlflow(tmp_path):
+def test_params_series_tags_and_artifacts_reach_mlflow(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a sqlite store keeps its artifacts in ./mlruns
     repo = tmp_path / "repo"
     repo.mkdir()
     for args in (["init", "-q"], ["config", "user.name", "T"], ["config", "user.email", "t@example.com"]):
