@@ -8,8 +8,10 @@ without a directory write into it. The run is indexed in the `Registry` of
 its root from its start.
 
 What the Run costs the training loop: one small callback per metric set
-(an append to a list); files and the registry are written at epoch ends,
-at the end of each engine run and by a heartbeat thread every 30 s.
+(an append to a list), and at each epoch end of the engines that follow no
+other a hand-over to a writer thread. That thread writes `series.jsonl`,
+`run.json` (temp file, fsync, rename) and the registry (one transaction),
+and a heartbeat when nothing came for 30 s; the fsyncs never stall training.
 """
 
 from __future__ import annotations
