@@ -101,7 +101,16 @@ class Overrides:
                 del self.pending[path]
                 continue
             categories.add(parts[0])
+        from statefire.frame import CATEGORIES
+        from statefire.frame._names import did_you_mean
+
         for category in sorted(categories):
+            if category not in CATEGORIES:
+                for path in [p for p in self.pending if p.startswith(category + ".")]:
+                    del self.pending[path]
+                    self.problems.append(f"--set {path}: there is no category {category!r}; "
+                                         + did_you_mean(category, CATEGORIES))
+                continue
             container = getattr(state, category)  # created now, so its `added` fires for the script's features
             for feature in list(container):
                 self.apply(feature)
@@ -172,7 +181,11 @@ def _run_script(args: argparse.Namespace, script_args: list[str], sets: dict[str
     if unknown is not None:
         _fail(unknown)
         if run is None:
-            run = Run(args.root, experiment=args.experiment)
+            try:
+                run = Run(args.root, experiment=args.experiment)
+            except Exception as problem:  # e.g. the registry is read-only: the --set error is the news
+                _fail(f"the run could not be recorded: {problem}")
+                return 1
         error = error or ValueError(unknown)
         code = code or 1
     if run is None:

@@ -34,6 +34,8 @@ REGISTRY_FILE = "registry.sqlite"
 #: A running run of another host whose heartbeat is older than this is shown `lost`.
 LOST_AFTER_S = 600.0
 _BUSY_TIMEOUT_S = 10.0
+#: Bumped when the tables change; a file of another version is rebuilt from the run directories.
+_SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -183,16 +185,33 @@ class Registry:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a killed process loses nothing committed
-            if create or not self._has_schema(conn):
-                conn.executescript(_SCHEMA)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != _SCHEMA_VERSION:
+                self._migrate(conn, version)
         except sqlite3.Error as error:
             raise self._error(error, "open") from None
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
-    @staticmethod
-    def _has_schema(conn: sqlite3.Connection) -> bool:
-        return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is not None
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        """Make the tables of this version; a file of another version is rebuilt from the run directories."""
+        old = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:  # not done by another process
+                if old:
+                    for table in ("series", "params", "runs"):
+                        conn.execute(f"DROP TABLE IF EXISTS {table}")
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if old:
+            self._local.conn, self._local.pid = conn, os.getpid()
+            self.rebuild()
 
     def _has_run_dirs(self) -> bool:
         return self.root.is_dir() and any(self.root.glob("*/*/run.json"))

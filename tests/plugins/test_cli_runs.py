@@ -110,6 +110,10 @@ def test_bad_ids_and_bad_sets_are_clear_errors(repo, capsys):
     assert "--set 'params.hp.scale' is not PATH=VALUE" in capsys.readouterr().err
     assert cli(["runs", "show", "nope"]) == 1
     assert "no run with id 'nope'" in capsys.readouterr().err
+    assert cli(["run", "train.py", "--set", "paramz.hp.scale=1", "--set", "scale=2"]) == 1
+    err = capsys.readouterr().err
+    assert "--set paramz.hp.scale: there is no category 'paramz'; did you mean 'params'?" in err
+    assert "--set path 'scale' is not CATEGORY.FEATURE.PARAM" in err
 
 
 def test_an_unknown_set_path_fails_the_run_after_the_script(repo, capsys):

@@ -215,3 +215,17 @@ def test_sigkill_during_writes_leaves_complete_files_and_a_consistent_registry(t
     assert len(run_dirs) >= 3
     assert not list(root.rglob("*.tmp")) or all(p.name.startswith(".run.json") for p in root.rglob("*.tmp"))
     assert Registry(root).rebuild() == len(run_dirs)
+
+
+def test_a_registry_of_another_version_is_rebuilt_from_the_run_directories(tmp_path):
+    runs = make_runs(tmp_path, lrs=(0.1, 0.2))
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"registry.sqlite{suffix}").unlink(missing_ok=True)
+    old = sqlite3.connect(tmp_path / "registry.sqlite")
+    old.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, status TEXT)")  # an older layout, user_version 0
+    old.execute("INSERT INTO runs VALUES ('stale', 'running')")
+    old.commit()
+    old.close()
+    records = Registry(tmp_path).runs()
+    assert {r.id for r in records} == {r.id for r in runs}
+    assert records[0].params["params.hp.lr"] == 0.2
