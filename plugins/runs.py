@@ -43,6 +43,8 @@ __all__ = ["Run", "RunWarning", "RunError", "HEARTBEAT_S"]
 
 #: Seconds between heartbeats while the run is active.
 HEARTBEAT_S = 30.0
+#: Epoch ends closer than this are written together (an fsync'ed file per epoch of 30 ms would cost).
+_MIN_WRITE_S = 1.0
 #: Points buffered before a flush forced from the hot path (normally epoch ends flush).
 _FLUSH_POINTS = 20_000
 _EXPERIMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
@@ -259,7 +261,7 @@ class Run(Feature):
         self._wake = threading.Condition()
         self._pending: tuple[dict[str, Any], list[tuple[Any, ...]]] | None = None
         self._submitted = self._written = 0
-        self._closing = False
+        self._closing = self._urgent = False
         self._pid = os.getpid()
         self._t0 = time.monotonic()
         self._ended_at: float | None = None
@@ -432,7 +434,9 @@ class Run(Feature):
             self._pending = (update, points if pending is None else pending[1] + points)
             self._submitted += 1
             ticket = self._submitted
-            self._wake.notify_all()
+            if wait:
+                self._urgent = True
+                self._wake.notify_all()
             while wait and self._written < ticket and writer.is_alive():
                 self._wake.wait(1.0)
 
@@ -441,13 +445,21 @@ class Run(Feature):
         self._save(wait=True)
 
     def _writer_loop(self) -> None:
-        """Write what the main thread hands over; with nothing for HEARTBEAT_S seconds, a heartbeat."""
+        """Write what the main thread hands over, at most once per `_MIN_WRITE_S` unless asked to
+        wait; with nothing handed over for HEARTBEAT_S seconds, a heartbeat."""
+        last = time.monotonic()
         while True:
             with self._wake:
-                if self._pending is None and not self._closing:
-                    self._wake.wait(HEARTBEAT_S)
+                while not self._closing:
+                    now = time.monotonic()
+                    if self._pending is not None and (self._urgent or now - last >= _MIN_WRITE_S):
+                        break
+                    if self._pending is None and now - last >= HEARTBEAT_S:
+                        break
+                    # A poll rather than a wake-up per hand-over: each wake would take the GIL from training.
+                    self._wake.wait(min(_MIN_WRITE_S, max(last + HEARTBEAT_S - now, 0.001)))
                 item, self._pending = self._pending, None
-                ticket, closing = self._submitted, self._closing
+                ticket, closing, self._urgent = self._submitted, self._closing, False
             if item is not None:
                 self._guarded_write(*item)
             elif closing:
@@ -455,6 +467,7 @@ class Run(Feature):
             else:
                 beat = {"heartbeat": now_iso(), "duration": round(self._prior_duration + time.monotonic() - self._t0, 3)}
                 self._guarded_write(beat, [])
+            last = time.monotonic()
             with self._wake:
                 self._written = ticket
                 self._wake.notify_all()

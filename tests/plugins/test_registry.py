@@ -176,7 +176,8 @@ def test_a_read_only_registry_is_a_clear_error(tmp_path):
 KILLED = textwrap.dedent("""
     import sys
     from statefire.features import Engine
-    from statefire.plugins import Run
+    from statefire.plugins import Run, runs
+    runs._MIN_WRITE_S = 0.0  # write at every epoch end, so the kills land in the middle of writes
     trainer = Engine("trainer", lambda engine, batch: batch, data=[1.0], n_epochs=10**9)
     run = Run(sys.argv[1], snapshot=False, track=[trainer.output_ref])
     print(run.dir, flush=True)
