@@ -11,7 +11,8 @@ What the Run costs the training loop: one small callback per metric set
 (an append to a list), and at each epoch end of the engines that follow no
 other a hand-over to a writer thread. That thread writes `series.jsonl`,
 `run.json` (temp file, fsync, rename) and the registry (one transaction),
-and a heartbeat when nothing came for 30 s; the fsyncs never stall training.
+and a heartbeat when nothing came for 30 s; the fsyncs never stall training,
+and epoch ends closer than a second apart are written together.
 """
 
 from __future__ import annotations
