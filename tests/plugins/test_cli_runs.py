@@ -171,3 +171,14 @@ def test_main_runs_the_default_engines_then_one_engine_on_a_resumed_run(repo):
     assert [step for step, _, _ in again.series("val_mean")] == [3, 6, 6]
     assert len(again.series("train_mean")) == 2
     assert json.loads((again.dir / "run.json").read_text())["resumed"]
+
+
+def test_a_script_that_makes_its_own_run_gets_the_commands_root_and_experiment(repo, capsys):
+    """`--root` and `--experiment` become the defaults of the script's own Run, which is the run."""
+    (repo / "own.py").write_text(TRAIN.replace("trainer.run()", "from statefire.plugins import Run\n"
+                                               "run = Run(name='mine')\ntrainer.run()"))
+    assert cli(["run", "own.py", "--root", "elsewhere", "--experiment", "mine", "--set", "params.hp.scale=4"]) == 0
+    (record,) = Registry(repo / "elsewhere").runs()
+    assert (record.name, record.experiment, record.status) == ("mine", "mine", "completed")
+    assert record.metrics["train_mean"] == 8.0
+    assert not (repo / "runs").exists()
