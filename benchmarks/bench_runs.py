@@ -18,8 +18,6 @@ Run: python benchmarks/bench_runs.py [--epochs N] [--repeats N]
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile

@@ -200,8 +200,8 @@ class Registry:
         try:
             if conn.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:  # not done by another process
                 if old:
-                    for table in ("series", "params", "runs"):
-                        conn.execute(f"DROP TABLE IF EXISTS {table}")
+                    for name in ("series", "params", "runs"):
+                        conn.execute(f"DROP TABLE IF EXISTS {name}")
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")

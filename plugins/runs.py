@@ -501,8 +501,9 @@ class Run(Feature):
                 if strict:
                     raise
                 self._warn("registry", f"run {run_id} could not update the registry: {error}")
-            for mirror in self._mirrors:
-                mirror.series(self, points) if points else None
+            if points:
+                for mirror in self._mirrors:
+                    mirror.series(self, points)
 
     def _warn(self, topic: str, message: str) -> None:
         if topic not in self._warned:
