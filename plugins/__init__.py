@@ -23,6 +23,11 @@ _EXPORTS = {
     "TreeNode": "trees",
     "TreeRunResult": "trees",
     "TreeError": "trees",
+    "Run": "runs",
+    "Registry": "registry",
+    "RunRecord": "registry",
+    "MLflow": "mlflow",
+    "main": "task",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -41,3 +46,8 @@ if TYPE_CHECKING:
     from .trees import TreeError as TreeError
     from .trees import TreeNode as TreeNode
     from .trees import TreeRunResult as TreeRunResult
+    from .runs import Run as Run
+    from .registry import Registry as Registry
+    from .registry import RunRecord as RunRecord
+    from .mlflow import MLflow as MLflow
+    from .task import main as main
