@@ -101,17 +101,10 @@ class Overrides:
                 del self.pending[path]
                 continue
             categories.add(parts[0])
-        from statefire.frame import CATEGORIES
-        from statefire.frame._names import did_you_mean
-
         for category in sorted(categories):
-            if category not in CATEGORIES:
-                for path in [p for p in self.pending if p.startswith(category + ".")]:
-                    del self.pending[path]
-                    self.problems.append(f"--set {path}: there is no category {category!r}; "
-                                         + did_you_mean(category, CATEGORIES))
-                continue
-            container = getattr(state, category)  # created now, so its `added` fires for the script's features
+            # Any category: a standard one, or one the script's own features declare later
+            # (unknown ones are reported after the script, with the categories it did use).
+            container = state.container(category)  # created now, so its `added` fires for the script's features
             for feature in list(container):
                 self.apply(feature)
             container.added_ref.attach(self.apply)
@@ -129,12 +122,18 @@ class Overrides:
 
     def unknown(self) -> str | None:
         """The error for paths never applied (with close names), or None."""
-        from statefire.frame._names import did_you_mean
+        from statefire.frame import did_you_mean
+        from statefire.frame.feature import STANDARD_CATEGORIES
 
         lines = list(self.problems)
         known = list(self.state.config())
+        used = {c.category for c in self.state.containers if len(c)} | set(STANDARD_CATEGORIES)
         for path in self.pending:
-            lines.append(f"--set {path}: no feature declared this Param; " + did_you_mean(path, known))
+            category = path.split(".", 1)[0]
+            if category not in used:
+                lines.append(f"--set {path}: there is no category {category!r}; " + did_you_mean(category, used))
+            else:
+                lines.append(f"--set {path}: no feature declared this Param; " + did_you_mean(path, known))
         return "; ".join(lines) or None
 
 
