@@ -114,7 +114,7 @@ class Overrides:
 
         for path in [p for p in self.pending if p.startswith(f"{feature.category}.{feature.name}.")]:
             name = path.rsplit(".", 1)[1]
-            declared = type(feature)._sf_objects.get(name)
+            declared = type(feature).state_objects().get(name)
             if not isinstance(declared, Param):
                 continue  # reported after the script as a path no feature declared
             setattr(feature, name, self.pending.pop(path))

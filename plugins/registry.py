@@ -350,7 +350,7 @@ class Registry:
         if not rows:
             keys = self._series_keys(run_id)
             if key not in keys:
-                from statefire.frame._names import did_you_mean
+                from statefire.frame import did_you_mean
 
                 raise UnknownRunError(f"run {run_id!r} has no series {key!r}; " + did_you_mean(key, keys))
         return [tuple(r) for r in rows]  # type: ignore[misc]
@@ -527,7 +527,7 @@ def parse_where(expression: str, records: Sequence[RunRecord]) -> Callable[[RunR
         except (ValueError, SyntaxError):
             value = raw
         if key not in known and not any(k.endswith("." + key) for k in known):
-            from statefire.frame._names import did_you_mean
+            from statefire.frame import did_you_mean
 
             short = {k.split(".", 1)[1] for k in known if k.count(".") >= 2}  # hp.lr for params.hp.lr
             raise ValueError(f"--where key {key!r} is no field, param or metric of these runs; "

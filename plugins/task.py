@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None, *, state: State | None = None, snaps
         ...     print(run.status, trainer.n_epoch_completed, run.record["metrics"])
         completed 2 {'mean': 2.0}
     """
-    from statefire.frame._names import did_you_mean
+    from statefire.frame import did_you_mean
 
     from ._runs_cli import parse_sets
     from .runs import Run
