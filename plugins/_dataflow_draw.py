@@ -27,6 +27,13 @@ _PAD = 6.0
 _COL_GAP = 110.0
 _CARD_GAP = 16.0
 _MAX_ROW_CHARS = 44
+_LABEL_SIZE = _FONT_SIZE - 1.5  # edge labels: smaller than the rows they must not cover
+_LABEL_CHAR_W = 0.602 * _LABEL_SIZE
+_LABEL_H = _LABEL_SIZE + 4.0  # the glyphs and the white box behind them
+_ARROW = 10.0  # room left for an arrow head before a label
+_CLEARANCE = 2.0  # least distance between an edge label and a card or another label
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in layout points (y downwards)
 
 
 class _Card:
@@ -95,12 +102,22 @@ def _layout(graph: nx.MultiDiGraph, values: bool) -> tuple[dict[str, _Card], lis
     # Cards with no edge at all (models, params) go to the bottom of the first column.
     connected = {view.unit_of(graph, n) for u, v, k in graph.edges(data="kind") if k != "owns" for n in (u, v)}
     columns[0].sort(key=lambda c: c.unit not in connected)
+    # The gap before a column is wide enough for the widest label of an edge entering it, so each label
+    # has a place right before its arrow head where no card is.
+    label_room: dict[int, float] = collections.defaultdict(float)
+    for _, v, data in graph.edges(data=True):
+        label = view.edge_label(data) if data["kind"] != "owns" else ""
+        if label:
+            column = layers[view.unit_of(graph, v)]
+            label_room[column] = max(label_room[column], _label_width(label) + _ARROW + 4 * _CLEARANCE)
     x = 0.0
-    for column in columns:
+    for i, column in enumerate(columns):
+        if i:
+            x += max(_COL_GAP, label_room[i])
         width = max((c.width for c in column), default=0.0)
         for card in column:
             card.x = x
-        x += width + _COL_GAP
+        x += width
     _stack(columns)
     incoming: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)  # unit -> (source node, source unit)
     for u, v, kind in graph.edges(data="kind"):
@@ -176,9 +193,10 @@ def draw(graph: nx.MultiDiGraph, path: str | os.PathLike[str] | None, *, values:
         ax.add_patch(FancyBboxPatch((card.x, card.y), card.width, _HEADER_H, boxstyle=box_style,
                                     facecolor=card.color, edgecolor=card.color, linewidth=1.3, zorder=3))
         ax.text(card.x + _PAD, card.y + _HEADER_H / 2, card.title, color="white", fontweight="bold",
-                zorder=4, **text_style)
+                zorder=4, gid=f"unit:{card.unit}", **text_style)
         for obj, text in card.rows:
-            ax.text(card.x + _PAD, card.row_y(obj), text, color="#222222", zorder=4, **text_style)
+            ax.text(card.x + _PAD, card.row_y(obj), text, color="#222222", zorder=4, gid=f"object:{obj}",
+                    **text_style)
 
     # Spread the edges entering a card along its left side, in the order of their sources.
     entering: dict[str, list[tuple[str, str, dict[str, Any]]]] = collections.defaultdict(list)
@@ -186,6 +204,7 @@ def draw(graph: nx.MultiDiGraph, path: str | os.PathLike[str] | None, *, values:
         if data["kind"] == "owns":
             continue
         entering[view.unit_of(graph, v)].append((u, v, data))
+    labelled: list[tuple[list[tuple[float, float]], str, str, dict[str, Any]]] = []  # curve, source, target, data
     for unit, edges in entering.items():
         target = cards[unit]
         into_card = [e for e in edges if graph.nodes[e[1]]["kind"] != "object" or e[1] == unit]
@@ -195,9 +214,13 @@ def draw(graph: nx.MultiDiGraph, path: str | os.PathLike[str] | None, *, values:
         top, bottom = target.y + 3.0, target.y + min(target.height, _HEADER_H + 2 * _ROW_H) - 3.0
         for i, (u, _, data) in enumerate(into_card):
             y = top + (bottom - top) * (i + 1) / (n + 1)
-            _edge(ax, _source_point(cards, graph, u), (target.x, y), data, Path, FancyArrowPatch)
+            curve = _edge(ax, _source_point(cards, graph, u), (target.x, y), data, Path, FancyArrowPatch)
+            labelled.append((curve, u, unit, data))
         for u, v, data in into_rows:
-            _edge(ax, _source_point(cards, graph, u), (target.x, target.row_y(v)), data, Path, FancyArrowPatch)
+            curve = _edge(ax, _source_point(cards, graph, u), (target.x, target.row_y(v)), data, Path,
+                          FancyArrowPatch)
+            labelled.append((curve, u, v, data))
+    _label_edges(ax, cards, labelled)
 
     kinds = [k for k in view.EDGE_STYLE if k != "owns" and any(d == k for _, _, d in graph.edges(data="kind"))]
     handles: list[Any] = [
@@ -225,7 +248,8 @@ def _source_point(cards: dict[str, _Card], graph: nx.MultiDiGraph, node: str) ->
 
 
 def _edge(ax: Any, start: tuple[float, float], end: tuple[float, float], data: dict[str, Any],
-          Path: Any, FancyArrowPatch: Any) -> None:
+          Path: Any, FancyArrowPatch: Any) -> list[tuple[float, float]]:
+    """Draw one edge as a cubic Bezier curve and return its four control points."""
     color, style, width = view.EDGE_STYLE[data["kind"]]
     (x1, y1), (x2, y2) = start, end
     reach = max(40.0, abs(x2 - x1) * 0.45)
@@ -235,12 +259,61 @@ def _edge(ax: Any, start: tuple[float, float], end: tuple[float, float], data: d
     path = Path(vertices, [Path.MOVETO, Path.CURVE4, Path.CURVE4, Path.CURVE4])
     ax.add_patch(FancyArrowPatch(path=path, arrowstyle="-|>", mutation_scale=9, color=color, linewidth=width,
                                  linestyle=style, zorder=1, shrinkA=0, shrinkB=0))
-    label = view.edge_label(data)
-    if label:
-        t = 0.78  # near the target, where edges have separated
-        bx = (1 - t) ** 3 * x1 + 3 * (1 - t) ** 2 * t * (x1 + reach) + 3 * (1 - t) * t**2 * (x2 - reach) + t**3 * x2
-        by = (1 - t) ** 3 * y1 + 3 * (1 - t) ** 2 * t * y1 + 3 * (1 - t) * t**2 * y2 + t**3 * y2
-        ax.text(bx, by, label, fontfamily=_FONT, fontsize=_FONT_SIZE - 1.5, color=color, ha="center",
-                va="center", zorder=5, bbox={"boxstyle": "round,pad=0.1", "facecolor": "white",
-                                             "edgecolor": "none", "alpha": 0.85})
+    return vertices
 
+
+def _label_width(label: str) -> float:
+    return len(label) * _LABEL_CHAR_W + 3.0
+
+
+def _bezier(curve: list[tuple[float, float]], t: float) -> tuple[float, float]:
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = curve
+    a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3
+    return a * x0 + b * x1 + c * x2 + d * x3, a * y0 + b * y1 + c * y2 + d * y3
+
+
+def _overlaps(box: Box, other: Box) -> bool:
+    return (box[0] < other[2] + _CLEARANCE and other[0] < box[2] + _CLEARANCE
+            and box[1] < other[3] + _CLEARANCE and other[1] < box[3] + _CLEARANCE)
+
+
+def _label_edges(ax: Any, cards: dict[str, _Card],
+                 labelled: list[tuple[list[tuple[float, float]], str, str, dict[str, Any]]]) -> None:
+    """Write each edge's label where it covers no card and no other label.
+
+    A label at a fixed point of a long edge lands on the cards the edge passes
+    behind, hiding their names. Places centred on the curve are tried from the
+    arrow head backwards, and the first clear of every card and of every label
+    placed before wins. When none is, the label goes just before its arrow head,
+    in the gap before the target column, which the layout keeps wide enough and
+    free of cards: it may cover another label there, never a card.
+    """
+    cards_boxes: list[Box] = [(c.x, c.y, c.x + c.width, c.y + c.height) for c in cards.values()]
+    placed: list[Box] = []
+    seen: collections.Counter[str] = collections.Counter()
+    for curve, source, target, data in sorted(labelled, key=lambda e: (e[0][3][0], e[0][3][1], e[1])):
+        label = view.edge_label(data)
+        if not label:
+            continue
+        w, h = _label_width(label), _LABEL_H
+        x_end, y_end = curve[3]
+        fallback: Box = (x_end - _ARROW - w, y_end - h / 2, x_end - _ARROW, y_end + h / 2)
+        candidates = []
+        for step in range(49):  # centred on the curve, t from 0.97 down to 0.25
+            cx, cy = _bezier(curve, 0.97 - step * 0.015)
+            candidates.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+        candidates.append(fallback)
+        box = next(
+            (b for b in candidates if not any(_overlaps(b, o) for o in cards_boxes)
+             and not any(_overlaps(b, o) for o in placed)),
+            fallback,
+        )
+        placed.append(box)
+        gid = f"edge:{source}->{target}:{data['kind']}"
+        seen[gid] += 1
+        if seen[gid] > 1:
+            gid += f"#{seen[gid]}"
+        color = view.EDGE_STYLE[data["kind"]][0]
+        ax.text((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, label, fontfamily=_FONT, fontsize=_LABEL_SIZE,
+                color=color, ha="center", va="center", zorder=5, gid=gid,
+                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
