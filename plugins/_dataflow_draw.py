@@ -288,7 +288,8 @@ def _label_edges(ax: Any, cards: dict[str, _Card],
     in the gap before the target column, which the layout keeps wide enough and
     free of cards: it may cover another label there, never a card.
     """
-    cards_boxes: list[Box] = [(c.x, c.y, c.x + c.width, c.y + c.height) for c in cards.values()]
+    # A card's box reaches left over the arrow heads entering it, so no label hides one.
+    cards_boxes: list[Box] = [(c.x - _ARROW, c.y, c.x + c.width, c.y + c.height) for c in cards.values()]
     placed: list[Box] = []
     seen: collections.Counter[str] = collections.Counter()
     for curve, source, target, data in sorted(labelled, key=lambda e: (e[0][3][0], e[0][3][1], e[1])):
