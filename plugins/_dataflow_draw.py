@@ -108,8 +108,8 @@ def _layout(graph: nx.MultiDiGraph, values: bool) -> tuple[dict[str, _Card], lis
     for _, v, data in graph.edges(data=True):
         label = view.edge_label(data) if data["kind"] != "owns" else ""
         if label:
-            column = layers[view.unit_of(graph, v)]
-            label_room[column] = max(label_room[column], _label_width(label) + _ARROW + 4 * _CLEARANCE)
+            layer = layers[view.unit_of(graph, v)]
+            label_room[layer] = max(label_room[layer], _label_width(label) + _ARROW + 4 * _CLEARANCE)
     x = 0.0
     for i, column in enumerate(columns):
         if i:
@@ -130,7 +130,7 @@ def _layout(graph: nx.MultiDiGraph, values: bool) -> tuple[dict[str, _Card], lis
     for sweep in range(6):  # barycenter ordering: each card near what it is wired to
         forward = sweep % 2 == 0
         for column in columns[1:] if forward else list(reversed(columns[:-1])):
-            def key(card: _Card) -> float:
+            def key(card: _Card, forward: bool = forward) -> float:
                 if forward:
                     ys = [cards[su].row_y(src) for src, su in incoming[card.unit] if su in cards and su != card.unit]
                 else:
@@ -162,7 +162,7 @@ def _stack(columns: list[list[_Card]]) -> None:
 def _center(columns: list[list[_Card]]) -> None:
     heights = [sum(c.height for c in col) + _CARD_GAP * max(len(col) - 1, 0) for col in columns]
     tallest = max(heights, default=0.0)
-    for column, height in zip(columns, heights):
+    for column, height in zip(columns, heights, strict=True):
         offset = (tallest - height) / 2
         for card in column:
             card.y += offset
@@ -174,7 +174,7 @@ def draw(graph: nx.MultiDiGraph, path: str | os.PathLike[str] | None, *, values:
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
     from matplotlib.path import Path
 
-    cards, columns = _layout(graph, values)
+    cards, _ = _layout(graph, values)
     width = max((c.x + c.width for c in cards.values()), default=100.0)
     height = max((c.y + c.height for c in cards.values()), default=40.0)
     margin = 20.0
@@ -184,7 +184,7 @@ def draw(graph: nx.MultiDiGraph, path: str | os.PathLike[str] | None, *, values:
     ax.set_xlim(-margin, max(width + margin, 4.0 * 72 - margin))
     ax.set_ylim(max(height + margin, 2.0 * 72 - margin), -margin)  # y grows downwards
     ax.axis("off")
-    text_style = {"fontfamily": _FONT, "fontsize": _FONT_SIZE, "va": "center"}
+    text_style: dict[str, Any] = {"fontfamily": _FONT, "fontsize": _FONT_SIZE, "va": "center"}
 
     for card in cards.values():
         box_style = "round,pad=0,rounding_size=4"

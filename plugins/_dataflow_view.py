@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Any
+from typing import Any, Literal
 
 import networkx as nx
 
@@ -47,7 +47,7 @@ CONTAINER_COLOR = "#999999"
 
 #: kind: (color, matplotlib linestyle, width), in the order a legend lists the kinds
 #: (the same order as `dataflow.EDGE_KINDS`; a test keeps them in step).
-EDGE_STYLE = {
+EDGE_STYLE: dict[str, tuple[str, Literal["-", "--", "-.", ":"], float]] = {
     "owns": ("#BBBBBB", ":", 0.8),
     "triggers": ("#333333", "-", 1.0),
     "runs_on": ("#D62728", "-", 2.2),

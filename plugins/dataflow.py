@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from statefire.frame import Feature, FilteredRef, Ref, State
-from statefire.frame import summarize
+from statefire.frame import Feature, FilteredRef, Ref, State, summarize
 from statefire.frame.state import Container
 
 from . import _dataflow_draw as _draw
@@ -28,7 +27,7 @@ from .trace import function_label as _function_label
 if TYPE_CHECKING:
     from .trace import EventTrace
 
-__all__ = ["DataFlowGraph", "EDGE_KINDS", "FLOW_KINDS"]
+__all__ = ["EDGE_KINDS", "FLOW_KINDS", "DataFlowGraph"]
 
 #: Every edge kind, in the order a legend lists them.
 EDGE_KINDS = ("owns", "triggers", "runs_on", "reads", "sets")
@@ -123,17 +122,17 @@ class DataFlowGraph:
             if handles:
                 self._add_container(container)
         for handle in self.state.handles:
-            ref = handle.ref
-            if ref is None:
+            fired = handle.ref
+            if fired is None:
                 continue
             target = self._callback_node(handle)
             if target is None:
                 continue
-            if isinstance(ref.owner, Container):
-                self._add_container(ref.owner)
+            if isinstance(fired.owner, Container):
+                self._add_container(fired.owner)
             kind = "runs_on" if _is_run_on(handle) else "triggers"
             graph.add_edge(
-                ref.path,
+                fired.path,
                 target,
                 kind=kind,
                 callback=handle.name,
@@ -223,9 +222,7 @@ class DataFlowGraph:
             KeyError: when the thing is not in the graph (the message names
                 close node ids).
         """
-        if isinstance(thing, (Ref, FilteredRef)):
-            node = thing.path
-        elif isinstance(thing, (Feature, Container)):
+        if isinstance(thing, (Ref, FilteredRef, Feature, Container)):
             node = thing.path
         elif isinstance(thing, str):
             node = thing
