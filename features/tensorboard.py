@@ -99,12 +99,9 @@ class TensorBoard(Feature):
         for engine in state.engines:
             self._follow_engine(engine)
         state.engines.added_ref.attach(self._follow_engine, owner=self)
-        # Writer threads end with the feature: on removal (a callback not owned by the
-        # feature, so it survives the removal of the feature's own callbacks), when it is
-        # collected (a finalizer on the writers, not on the feature), and at exit (one hook
-        # for every TensorBoard, not one more atexit entry per writer).
-        released = _release_when_removed(weakref.ref(self))
-        self._on_removed = released.handle = state.writers.removed_ref.attach(released)
+        # Writer threads end with the feature: the State calls `close()` when it is removed,
+        # cleared or its `with State():` block ends; a finalizer (on the writers, not on the
+        # feature) closes them when it is collected, and one exit hook serves every TensorBoard.
         weakref.finalize(self, _close_writers, self._writers)
         _LIVE.add(self)
         _register_exit_hook()
@@ -172,14 +169,12 @@ class TensorBoard(Feature):
         self.n_flushed += 1
 
     def close(self) -> None:
-        """Flush and close every writer, ending their threads; writing again later opens new event files."""
-        _close_writers(self._writers)
+        """Flush and close every writer, ending their threads; writing again later opens new event files.
 
-    def release(self) -> None:
-        """Close the writers and stop reacting to removals: the feature is gone from its State."""
-        self.close()
-        self._on_removed.remove()
-        _LIVE.discard(self)
+        The State calls it when this feature is removed, on `state.clear()` and
+        when its `with State():` block ends.
+        """
+        _close_writers(self._writers)
 
     def __enter__(self) -> TensorBoard:
         return self
@@ -207,19 +202,6 @@ def _close_writers(writers: dict[str, Any]) -> None:
     writers.clear()
     for writer in closing:
         writer.close()
-
-
-def _release_when_removed(ref: weakref.ref[TensorBoard]) -> Any:
-    def released(feature: Any) -> None:
-        writer = ref()
-        if writer is None:  # collected (its finalizer closed the writers): this callback is done too
-            handle = released.__dict__.pop("handle", None)
-            if handle is not None:
-                handle.remove()
-        elif feature is writer:
-            writer.release()
-
-    return released
 
 
 #: Every TensorBoard feature alive, closed by one exit hook.

@@ -439,6 +439,25 @@ def test_tensorboard_writers_release_their_threads_when_removed_or_collected(tmp
     assert atexit._ncallbacks() <= hooks + 1  # at most the one hook shared by every writer
 
 
+def test_tensorboard_writers_close_on_clear_and_at_the_end_of_their_state_block(tmp_path):
+    """Defect: `state.clear()` and leaving `with State()` left a writer thread per run directory running
+    (while the features stayed referenced). The State's close hook ends them, at once."""
+    baseline = _writer_threads()
+    kept = []
+    for ending in ("clear", "block end"):
+        with State() as s:
+            trainer = Engine("trainer", lambda e, b: b * 0.5, data=[1, 2])
+            writer = TensorBoard(tmp_path / ending.replace(" ", "_"))
+            ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref)
+            trainer.run()
+            kept.append(writer)  # referenced: no finalizer can do the work
+            assert _writer_threads() == baseline + 1
+            if ending == "clear":
+                s.clear()
+                assert _writer_threads() == baseline
+        assert _writer_threads() == baseline, ending
+
+
 # -- disk full --------------------------------------------------------------------------------------
 
 
