@@ -484,3 +484,24 @@ def test_a_full_disk_is_reported_with_its_errno_and_the_file(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "EFBIG" in result.stdout and "checkpoint_1.pt" in result.stdout, result.stdout
     assert list(tmp_path.iterdir()) == []  # no temp file left, nothing half-written
+
+
+def test_a_state_dict_that_does_not_fit_restores_nothing():
+    """Defect (item 12, without a checkpoint file): `state.load_state_dict` with a model of another shape
+    restored the counters first, then failed on the weights: a later run() resumed from the wrong place."""
+    from statefire.frame.errors import StateDictError
+    from statefire.features import Model
+
+    with State() as first:
+        Model(torch.nn.Linear(3, 2), name="net")
+        trainer = Engine("trainer", lambda e, b: b, data=[1, 2, 3])
+        trainer.run()
+        saved = first.state_dict()
+    with State():
+        net = Model(torch.nn.Linear(4, 2), name="net")
+        before = net.module.weight.detach().clone()
+        trainer = Engine("trainer", lambda e, b: b, data=[1, 2, 3])
+        with pytest.raises(StateDictError, match=r"nothing was restored: components\.net\.module\.weight: expected shape"):
+            State.current().load_state_dict(saved)
+        assert trainer.n_iteration_completed == 0 and trainer.n_epoch_completed == 0
+        assert torch.equal(net.module.weight, before)
