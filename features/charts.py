@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from statefire.frame import Counter, Feature, FilteredRef, Ref, State, as_ref
+from statefire.frame import Counter, Feature, FilteredRef, Ref, State, as_ref, check
 
 from ._warnings import warn_user
 from .clock import Clock
@@ -136,6 +136,9 @@ class ScalarChart(_Chart):
         if name is None:  # charts of one ref against several axes are common: number them
             name = State.current().free_name(f"{_feature_name(y.owner)}_{y.name}_chart")
         super().__init__(name=name)
+        same_state = check.same_state(self)
+        for ref, argument in ((y, "y_ref"), (x, "x_ref"), (trigger, "trigger")):
+            check.optional(same_state)(ref, argument, f"ScalarChart {self.name!r}")
         self.y_ref = y
         self.x_ref = x
         self.tag = tag or y.path.replace(".", "/")
@@ -280,6 +283,8 @@ class ModelCharts(_Chart):
         parameters = _whitelisted(module, whitelist)
         component = Model.of(module)
         super().__init__(name=name or f"{component.name}_charts")
+        for ref, argument in ((trigger, "trigger"), (x, "x_ref")):
+            check.same_state(self)(ref, argument, f"ModelCharts {self.name!r}")
         self.module = module
         self.parameters = parameters
         self.prefix = f"{tag}/" if tag else ""

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from ignite.handlers import DiskSaver
 
-from statefire.frame import Counter, Feature, FilteredRef, Ref, State, StateObject, as_ref
+from statefire.frame import Counter, Feature, FilteredRef, Ref, State, StateObject, as_ref, check
 from statefire.frame.errors import FrameError
 
 from . import engine as _engine
@@ -285,8 +285,7 @@ class Checkpoint(Feature):
                 "so a checkpoint there would save a half-done iteration; trigger on "
                 "n_iteration_completed_ref(every=N) or n_epoch_completed_ref instead"
             )
-        if n_saved is not None and (isinstance(n_saved, bool) or not isinstance(n_saved, int) or n_saved <= 0):
-            raise ValueError(f"n_saved of Checkpoint must be a positive int or None (keep all), got {n_saved!r}")
+        check.optional(check.positive_int)(n_saved, "n_saved", "Checkpoint")
         if mode not in ("max", "min", None):
             raise ValueError(
                 f"mode of Checkpoint must be 'max' or 'min', got {mode!r} (or leave it out: the metric's direction)"
@@ -300,8 +299,7 @@ class Checkpoint(Feature):
             mode = resolve_mode(mode, score_ref, "a best-model Checkpoint")
         super().__init__(name=name)
         for ref, argument in ((trigger, "trigger"), (score_ref, "score_ref")):
-            if ref is not None:
-                _engine.check_same_state(ref, self, f"{argument} of checkpoint {self.name!r} ({ref.path})")
+            check.optional(check.same_state(self))(ref, argument, f"checkpoint {self.name!r}")
         self._dirname = None if dirname is None else Path(dirname)
         self._saver: _AtomicDiskSaver | None = None
         self.trigger = trigger

@@ -11,10 +11,10 @@ import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from statefire.frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, wiring
+from statefire.frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, check, wiring
 from statefire.frame.errors import FrameError
 
-__all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError", "ORDER_GENERATOR_FINDERS", "engine_behind", "check_same_state"]
+__all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError", "ORDER_GENERATOR_FINDERS", "engine_behind"]
 
 #: Engines following a ref run before ordinary callbacks on it, so a chart or a
 #: checkpoint on the same ref reads the metrics they produced.
@@ -102,8 +102,8 @@ class Engine(Feature):
         self._iterator: Iterator[Any] | None = None
         self._failed = False  # the last run stopped on an exception in this process
         self.data = data
-        self.n_epochs = _positive_int(n_epochs, "n_epochs", name)
-        self.epoch_length = None if epoch_length is None else _positive_int(epoch_length, "epoch_length", name)
+        self.n_epochs = check.positive_int(n_epochs, "n_epochs", f"engine {name!r}")
+        self.epoch_length = check.optional(check.positive_int)(epoch_length, "epoch_length", f"engine {name!r}")
         self.batch_size_fn = batch_size_fn
         self.run_on: Ref | FilteredRef | None = None
         self._running = False
@@ -118,7 +118,7 @@ class Engine(Feature):
     def follow(self, ref: Ref | FilteredRef) -> None:
         """Run this engine whenever `ref` fires (what `run_on=` does)."""
         ref = as_ref(ref, f"run_on of engine {self.name!r}")
-        check_same_state(ref, self, f"engine {self.name!r} cannot run on {ref.path}")
+        check.same_state(self)(ref, "run_on", f"engine {self.name!r}")
         self.run_on = ref
         ref.attach(self._run_on_fire, priority=RUN_ON_PRIORITY, kind="run_on")
 
@@ -200,9 +200,9 @@ class Engine(Feature):
         if data is not None:
             self.data = data
         if n_epochs is not None:
-            self.n_epochs = _positive_int(n_epochs, "n_epochs", self.name)
+            self.n_epochs = check.positive_int(n_epochs, "n_epochs", f"engine {self.name!r}")
         if epoch_length is not None:
-            self.epoch_length = _positive_int(epoch_length, "epoch_length", self.name)
+            self.epoch_length = check.positive_int(epoch_length, "epoch_length", f"engine {self.name!r}")
         if self.data is None and self.epoch_length is None:
             raise EngineError(
                 f"engine {self.name!r} has no data: pass data=... (any iterable), "
@@ -426,21 +426,6 @@ class Engine(Feature):
         self._iterator = None
 
 
-def check_same_state(ref: Ref | FilteredRef, feature: Feature, what: str) -> None:
-    """Refuse a ref of a removed feature or of another State than `feature`'s, saying which."""
-    owner = ref.owner
-    other = owner.state
-    if other is feature.state:
-        return
-    if other is None:
-        kind = type(owner).__name__
-        raise ValueError(
-            f"{what}: its {kind} {owner.path} was removed from its State; "
-            "use a feature that is in the State (create it again if it was removed on purpose)"
-        )
-    raise ValueError(f"{what}: it belongs to another State; create both inside the same `with State():` block")
-
-
 def _check_data(data: Any, engine: str) -> None:
     """Refuse data that cannot be iterated, at construction rather than at the first epoch."""
     if data is None or hasattr(type(data), "__iter__") or hasattr(type(data), "__getitem__"):
@@ -468,12 +453,6 @@ def _batch_size(value: Any, engine: str, from_fn: bool) -> int:
         f"{source} of engine {engine!r} returned {value!r} of type {type(value).__name__}; "
         "n_samples counts samples, so it must return a non-negative whole number (an int)"
     )
-
-
-def _positive_int(value: Any, argument: str, engine: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{argument} of engine {engine!r} must be a positive int, got {value!r}")
-    return value
 
 
 def _length(data: Any) -> int | None:

@@ -17,7 +17,7 @@ from ignite.handlers import ParamScheduler
 from ignite.handlers import Timer as _Stopwatch
 from ignite.utils import apply_to_type
 
-from statefire.frame import Counter, Feature, FilteredRef, Ref, StateObject, as_ref
+from statefire.frame import Counter, Feature, FilteredRef, Ref, StateObject, as_ref, check
 
 from ._judging import in_training, resolve_mode
 from .distributed import _any_over, process_group
@@ -26,18 +26,7 @@ from .engine import RUN_ON_PRIORITY, Engine
 __all__ = ["EarlyStopping", "TerminateOnNan", "LRScheduler", "Timer"]
 
 
-def _same_state(feature: Feature, ref: Any, argument: str) -> None:
-    if getattr(ref.owner, "state", None) is not feature.state:
-        raise ValueError(
-            f"{argument} of {type(feature).__name__} {feature.name!r} ({ref.path}) belongs to another "
-            "State; create both inside the same `with State():` block"
-        )
-
-
-def _engine(value: Any, argument: str, owner: str) -> Engine:
-    if not isinstance(value, Engine):
-        raise TypeError(f"{argument} of {owner} must be an Engine (e.g. state.trainer), got {value!r}")
-    return value
+_engine = check.instance_of(Engine, "an Engine (e.g. state.trainer)")
 
 
 class EarlyStopping(Feature):
@@ -101,8 +90,7 @@ class EarlyStopping(Feature):
         name: str | None = None,
     ) -> None:
         score_ref = as_ref(score_ref, "score_ref of EarlyStopping")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience of EarlyStopping must be a positive int, got {patience!r}")
+        check.positive_int(patience, "patience", "EarlyStopping")
         if not isinstance(min_delta, numbers.Real) or min_delta < 0:
             raise ValueError(f"min_delta of EarlyStopping must be a non-negative number, got {min_delta!r}")
         if mode not in ("max", "min", None):
@@ -112,7 +100,8 @@ class EarlyStopping(Feature):
         _engine(trainer, "trainer", "EarlyStopping")
         mode = resolve_mode(mode, score_ref, "EarlyStopping")
         super().__init__(name=name)
-        _same_state(self, score_ref, "score_ref")
+        check.same_state(self)(score_ref, "score_ref", f"EarlyStopping {self.name!r}")
+        check.same_state(self)(trainer, "trainer", f"EarlyStopping {self.name!r}")
         self.score_ref = score_ref
         self.patience = patience
         self.trainer = trainer
@@ -197,7 +186,8 @@ class TerminateOnNan(Feature):
             engine = ref.owner
         _engine(engine, "engine", "TerminateOnNan")
         super().__init__(name=name)
-        _same_state(self, ref, "ref")
+        check.same_state(self)(ref, "ref", f"TerminateOnNan {self.name!r}")
+        check.same_state(self)(engine, "engine", f"TerminateOnNan {self.name!r}")
         self.ref = ref
         self.engine = engine
         ref.attach(self.check)
@@ -276,7 +266,7 @@ class LRScheduler(Feature):
                 f"ignite ParamScheduler, got {type(scheduler).__name__}: {scheduler!r}"
             )
         super().__init__(name=name)
-        _same_state(self, trigger, "trigger")
+        check.same_state(self)(trigger, "trigger", f"LRScheduler {self.name!r}")
         self.scheduler = scheduler
         self.trigger = trigger
         self.optimizer = scheduler.optimizer
@@ -362,6 +352,7 @@ class Timer(Feature):
     def __init__(self, engine: Engine, *, name: str | None = None) -> None:
         _engine(engine, "engine", "Timer")
         super().__init__(name=name or f"{engine.name}_timer")
+        check.same_state(self)(engine, "engine", f"Timer {self.name!r}")
         self.engine = engine
         self._clock: _Stopwatch | None = None
         self._first_iteration = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from statefire.frame import Feature, FilteredRef, Ref, StateObject, as_ref
+from statefire.frame import Feature, FilteredRef, Ref, StateObject, as_ref, check
 from statefire.frame._names import snake_case
 
 from .distributed import _collective_device, process_group
@@ -100,6 +100,9 @@ class Metric(Feature):
             engine.output_ref if input_ref is None else input_ref,
             f"input_ref of metric {self.name!r}",
         )
+        same_state = check.same_state(self)
+        same_state(engine, "engine", f"metric {self.name!r}")
+        same_state(self.input_ref, "input_ref", f"metric {self.name!r}")
         self.reset()
         if mode == "epoch":
             self._reset_ref().attach(self.reset, priority=METRIC_PRIORITY)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from statefire.frame import FilteredRef, Ref
+from statefire.frame import FilteredRef, Ref, check
 
 from .components import Model, Optimizer
 from .engine import Engine
@@ -159,11 +159,7 @@ class SupervisedTrainer(Engine):
     ) -> None:
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(y_pred, y), got {loss_fn!r}")
-        if isinstance(gradient_accumulation_steps, bool) or not isinstance(gradient_accumulation_steps, int) \
-                or gradient_accumulation_steps <= 0:  # fmt: skip
-            raise ValueError(
-                f"gradient_accumulation_steps must be a positive int, got {gradient_accumulation_steps!r}"
-            )
+        check.positive_int(gradient_accumulation_steps, "gradient_accumulation_steps", f"trainer {name!r}")
         if not isinstance(scaler, (bool, torch.amp.GradScaler)):
             raise TypeError(f"scaler of trainer {name!r} must be a bool or a torch.amp.GradScaler, got {scaler!r}")
         clip = _gradient_clipping(clip_grad_norm, clip_grad_value, name)

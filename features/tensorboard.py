@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from statefire.frame import Counter, Feature, StateObject
+from statefire.frame import Counter, Feature, StateObject, check
 
 from ._artifacts import TENSORBOARD, artifact_dir
 from .distributed import is_main_process
@@ -85,8 +85,7 @@ class TensorBoard(Feature):
     ) -> None:
         if log_dir is not None and (not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir)):
             raise TypeError(f"log_dir of TensorBoard must be a non-empty path or None, got {log_dir!r}")
-        if purge_step is not None and (isinstance(purge_step, bool) or not isinstance(purge_step, int) or purge_step < 0):
-            raise ValueError(f"purge_step of TensorBoard must be a non-negative int or None, got {purge_step!r}")
+        check.optional(check.non_negative_int)(purge_step, "purge_step", "TensorBoard")
         super().__init__(name=name)
         self.log_dir = "" if log_dir is None else os.fspath(log_dir)  # "": asked of the State's Run
         self.flush_secs = flush_secs

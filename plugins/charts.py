@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from statefire.frame import Counter, Feature, FilteredRef, Ref, as_ref
+from statefire.frame import Counter, Feature, FilteredRef, Ref, as_ref, check
 from statefire.features.charts import ScalarChart
 from statefire.features.tensorboard import FLUSH_PRIORITY, TensorBoard, find_writer, run_of, scalar_value
 
@@ -41,12 +41,6 @@ def metric_type(metric_name: str, n_identical_metric_name_suffixes: int = 1, eng
     if engine and metric_name.startswith(f"{engine}_") and len(metric_name) > len(engine) + 1:
         return metric_name[len(engine) + 1 :]
     return "_".join(metric_name.split("_")[-n_identical_metric_name_suffixes:])
-
-
-def _positive_int(value: Any, argument: str, who: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{argument} of {who} must be a positive int, got {value!r}")
-    return value
 
 
 def _anchored(tag: str) -> str:
@@ -165,7 +159,7 @@ class EnginesMetricsComparisonCharts(_MetricsChartsPlugin):
     ) -> None:
         who = "EnginesMetricsComparisonCharts"
         self.x_axis_ref = as_ref(x_axis_ref, f"x_axis_ref of {who}").ref
-        self.n_identical_metric_name_suffixes = _positive_int(
+        self.n_identical_metric_name_suffixes = check.positive_int(
             n_identical_metric_name_suffixes, "n_identical_metric_name_suffixes", who
         )
         #: metric type -> the runs (engines) that have it, in order of appearance
@@ -243,7 +237,7 @@ class EnginesMetricsCharts(_MetricsChartsPlugin):
             raise ValueError(f"x_axes_refs of {who} must hold at least one ref, got {x_axes_refs!r}")
         if len(set(self.x_axes_refs)) != len(self.x_axes_refs):
             raise ValueError(f"x_axes_refs of {who} holds the same ref twice: {[r.path for r in self.x_axes_refs]}")
-        self.n_identical_metric_name_suffixes = _positive_int(
+        self.n_identical_metric_name_suffixes = check.positive_int(
             n_identical_metric_name_suffixes, "n_identical_metric_name_suffixes", who
         )
         #: engine (run) -> the chart tags of its section, in order of appearance
