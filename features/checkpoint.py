@@ -39,6 +39,7 @@ from statefire.frame.errors import FrameError
 
 from . import engine as _engine
 from ._artifacts import CHECKPOINTS, artifact_dir
+from ._priorities import CHECKPOINT_PRIORITY
 from ._judging import in_training, resolve_mode
 from .distributed import is_main_process, process_group, process_rank
 
@@ -50,10 +51,6 @@ __all__ = [
     "CHECKPOINT_PRIORITY",
     "STEP_OBJECTS",
 ]
-
-#: Checkpoints attach at the lowest priority: they save after every other
-#: callback on their trigger (evaluators, metrics, charts) has run.
-CHECKPOINT_PRIORITY = -(2**62)
 
 #: State objects set inside an engine step: a checkpoint there would save a
 #: half-done iteration, so they are refused as triggers.

@@ -14,11 +14,10 @@ from typing import Any
 from statefire.frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, check, wiring
 from statefire.frame.errors import FrameError
 
+from ._priorities import RUN_ON_PRIORITY
+
 __all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError", "ORDER_GENERATOR_FINDERS", "engine_behind"]
 
-#: Engines following a ref run before ordinary callbacks on it, so a chart or a
-#: checkpoint on the same ref reads the metrics they produced.
-RUN_ON_PRIORITY = 100
 
 _STEP_NAMES = ("batch", "n_iteration_started", "output", "n_samples", "epoch_iteration", "n_iteration_completed")
 
@@ -260,7 +259,7 @@ class Engine(Feature):
 
     def _run_epoch(self) -> None:
         values = self.__dict__
-        machinery = self._sf
+        machinery = self.fire_functions
         process = self.process
         size_fn = self.batch_size_fn
         size_type: type | None = None

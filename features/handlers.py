@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -21,7 +22,8 @@ from statefire.frame import Counter, Feature, FilteredRef, Ref, StateObject, as_
 
 from ._judging import in_training, resolve_mode
 from .distributed import _any_over, process_group
-from .engine import RUN_ON_PRIORITY, Engine
+from ._priorities import TIMER_START_PRIORITY, TIMER_STOP_PRIORITY
+from .engine import Engine
 
 __all__ = ["EarlyStopping", "TerminateOnNan", "LRScheduler", "Timer"]
 
@@ -251,6 +253,7 @@ class LRScheduler(Feature):
     category = "handlers"
 
     lr = StateObject(None, doc="the learning rate of the first param group", persist=False)
+    extra_state = {"scheduler": "scheduler"}
 
     def __init__(self, scheduler: Any, *, trigger: Ref | FilteredRef, name: str | None = None) -> None:
         trigger = as_ref(trigger, "trigger of LRScheduler")
@@ -270,7 +273,7 @@ class LRScheduler(Feature):
         self.scheduler = scheduler
         self.trigger = trigger
         self.optimizer = scheduler.optimizer
-        self.__dict__["lr"] = self._current_lr()
+        self.lr_ref.set(self._current_lr(), fire=False)  # mirrors the optimizer: not an event
         trigger.attach(self._triggered)
 
     def _current_lr(self) -> float:
@@ -279,7 +282,7 @@ class LRScheduler(Feature):
     def _component(self) -> Any:
         state = self.state
         for feature in [] if state is None else state.components:
-            if getattr(feature, "optimizer", None) is self.optimizer and "lr" in type(feature)._sf_objects:
+            if getattr(feature, "optimizer", None) is self.optimizer and "lr" in type(feature).state_objects():
                 return feature
         return None
 
@@ -298,14 +301,9 @@ class LRScheduler(Feature):
                 _ = component.lr  # groups differ: reading refreshes the shown value without overwriting them
         self.lr = lr
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "scheduler": self.scheduler.state_dict()}
-
-    def _load(self, state_dict: dict[str, Any]) -> None:
-        super()._load(state_dict)
-        if "scheduler" in state_dict:
-            self.scheduler.load_state_dict(state_dict["scheduler"])
-        self.__dict__["lr"] = self._current_lr()
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        super().load_state_dict(state_dict, strict)
+        self.lr_ref.set(self._current_lr(), fire=False)  # mirrors the restored optimizer: not an event
 
 
 def _plateau_metric(value: Any, trigger: Ref | FilteredRef) -> float:
@@ -357,9 +355,9 @@ class Timer(Feature):
         self._clock: _Stopwatch | None = None
         self._first_iteration = 0
         # Start last (just before the loop) and stop first (before evaluators run).
-        engine.n_epoch_started_ref.attach(self._start, priority=-RUN_ON_PRIORITY - 1)
+        engine.n_epoch_started_ref.attach(self._start, priority=TIMER_START_PRIORITY)
         engine.n_iteration_completed_ref.attach(self._resume_clock)
-        engine.n_epoch_completed_ref.attach(self._stop, priority=RUN_ON_PRIORITY + 1)
+        engine.n_epoch_completed_ref.attach(self._stop, priority=TIMER_STOP_PRIORITY)
 
     def _start(self) -> None:
         self._clock = _Stopwatch()

@@ -137,6 +137,8 @@ class SupervisedTrainer(Engine):
         8 torch.Size([]) [<Model components.linear: Linear, 3 parameters>, <Optimizer components.sgd: ...>]
     """
 
+    extra_state = {"scaler": "scaler", "pending_grads": "_grads_in_window"}
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -229,13 +231,10 @@ class SupervisedTrainer(Engine):
             return None
         return [None if p.grad is None else p.grad.detach().clone() for p in self._parameters()]
 
-    def state_dict(self) -> dict[str, Any]:
-        state_dict = super().state_dict()
-        if self.scaler is not None:
-            state_dict["scaler"] = self.scaler.state_dict()
-        if self.gradient_accumulation_steps > 1:
-            state_dict["pending_grads"] = self._pending_grads()
-        return state_dict
+    @property
+    def _grads_in_window(self) -> _PendingGrads | None:
+        """The gradients of an unfinished accumulation window, saved under `pending_grads` (None: no windows)."""
+        return _PendingGrads(self) if self.gradient_accumulation_steps > 1 else None
 
     def check_state_dict(self, state_dict: dict[str, Any]) -> list[str]:
         """What in `state_dict` does not fit this trainer (checked before anything is restored)."""
@@ -255,14 +254,23 @@ class SupervisedTrainer(Engine):
                 problems.append(f"{where}[{index}]: expected a tensor of shape {tuple(parameter.shape)}, found {found}")
         return problems
 
-    def _load(self, state_dict: dict[str, Any]) -> None:
-        super()._load(state_dict)
-        if self.scaler is not None and "scaler" in state_dict:
-            self.scaler.load_state_dict(state_dict["scaler"])
-        grads = state_dict.get("pending_grads")
+
+
+class _PendingGrads:
+    """A trainer's gradients inside an accumulation window, as an object with a torch-style state dict."""
+
+    __slots__ = ("trainer",)
+
+    def __init__(self, trainer: SupervisedTrainer) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> list[torch.Tensor | None] | None:
+        return self.trainer._pending_grads()
+
+    def load_state_dict(self, grads: list[torch.Tensor | None] | None) -> None:
         if grads is not None:
             # Inside an accumulation window: the next iterations add to these, as they would have.
-            for parameter, grad in zip(self._parameters(), grads):
+            for parameter, grad in zip(self.trainer._parameters(), grads):
                 parameter.grad = None if grad is None else grad.to(parameter.device, parameter.dtype).clone()
 
 

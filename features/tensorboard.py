@@ -21,6 +21,7 @@ from typing import Any
 from statefire.frame import Counter, Feature, StateObject, check
 
 from ._artifacts import TENSORBOARD, artifact_dir
+from ._priorities import FLUSH_PRIORITY
 from .distributed import is_main_process
 from .engine import engine_behind
 
@@ -29,9 +30,6 @@ __all__ = ["TensorBoard", "ROOT_RUN", "find_writer", "run_of", "scalar_value", "
 #: The run of the log directory itself: it holds what belongs to no engine
 #: (the custom-scalars layout).
 ROOT_RUN = "."
-
-#: Flushing runs after every other callback on an engine's `n_run_completed`.
-FLUSH_PRIORITY = -1000
 
 
 class TensorBoard(Feature):

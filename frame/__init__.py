@@ -12,6 +12,7 @@ arguments with the validators of `check` and name classes with `snake_case`.
 """
 
 from . import check
+from ._lazy import lazy_exports
 from ._names import did_you_mean, snake_case
 from ._render import summarize
 from .dispatch import MAX_DEPTH, Filter, FilterProgress, Handle, wiring
@@ -55,6 +56,7 @@ __all__ = [
     "did_you_mean",
     "snake_case",
     "check",
+    "lazy_exports",
     "FrameError",
     "CycleError",
     "DepthError",

@@ -16,7 +16,8 @@ from typing import Any
 
 from statefire.frame import Counter, Feature, FilteredRef, Ref, as_ref, check
 from statefire.features.charts import ScalarChart
-from statefire.features.tensorboard import FLUSH_PRIORITY, TensorBoard, find_writer, run_of, scalar_value
+from statefire.features import LAYOUT_PRIORITY
+from statefire.features.tensorboard import TensorBoard, find_writer, run_of, scalar_value
 
 __all__ = ["EnginesMetricsComparisonCharts", "EnginesMetricsCharts", "HParams", "metric_type"]
 
@@ -346,7 +347,7 @@ class HParams(Feature):
         if not hasattr(engine, "n_run_completed_ref"):
             return
         # Just before the writer's flush on the same event, so the session reaches the disk.
-        engine.n_run_completed_ref.attach(self._run_completed, priority=FLUSH_PRIORITY + 1, owner=self)
+        engine.n_run_completed_ref.attach(self._run_completed, priority=LAYOUT_PRIORITY, owner=self)
 
     def _run_completed(self) -> None:
         running = [engine for engine in self.state.engines if getattr(engine, "running", False)]
