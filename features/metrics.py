@@ -54,6 +54,10 @@ class Metric(Feature):
         name: the feature's name; by default `<engine>_<metric>`.
         mode: `"epoch"`, `"running"` or `"batch"`.
 
+    `__init__` calls `reset()` (and, for the default name, `_default_suffix()`),
+    so a subclass with arguments of its own sets them before
+    `super().__init__()`; set after it, `reset` would not find them.
+
     Example:
         >>> from statefire.frame import State
         >>> from statefire.features import Engine, Metric
