@@ -28,7 +28,7 @@ import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -166,7 +166,7 @@ def _write_atomically(payload: Any, path: Path, func: Any = torch.save) -> None:
         if full is not None:
             raise OSError(
                 full.errno,
-                f"{_SPACE_ERRORS[full.errno]} while writing checkpoint {str(path)!r}: the file was not "
+                f"{_SPACE_ERRORS.get(full.errno or 0, full.strerror)} while writing checkpoint {str(path)!r}: the file was not "
                 "written and the previous checkpoints are intact; free space in that directory "
                 "(or raise the limit), or give Checkpoint another dirname",
                 str(path),
@@ -261,7 +261,7 @@ class Checkpoint(Feature):
 
     n_saves = Counter(doc="files written so far: the save number of the last one")
     last_path = StateObject(None, doc="the last file written")
-    kept = StateObject([], doc="the files kept, as [save number, score or None, file name]")
+    kept: StateObject[list[Any]] = StateObject([], doc="the files kept, as [save number, score or None, file name]")
 
     def __init__(
         self,
@@ -369,7 +369,7 @@ class Checkpoint(Feature):
                 "version": _VERSION,
                 "save_number": number,
                 "score": score,
-                "state": _plain(self.state.state_dict(), path),
+                "state": _plain(self.require_state().state_dict(), path),
                 "rng": _rng_states(),
             }
             payload["processes"] = _gather_process_states(payload["state"])
@@ -630,7 +630,7 @@ def _announce_resume(state: State, info: ResumeInfo) -> None:
     except (KeyError, TypeError, ValueError):
         return
     for writer in writers:
-        writer.purge_step = step
+        setattr(writer, "purge_step", step)  # noqa: B010  # a writer found by its attribute, of any class
 
 
 _DEFAULT_PREFIX = "checkpoint"  # the default name of a Checkpoint, so of its files
@@ -794,7 +794,7 @@ def _corrupted(path: Path, error: BaseException) -> CheckpointError:
 
 def _rng_states() -> dict[str, Any]:
     """The global RNG states as plain data (numpy's as lists, so weights_only loads them)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    name, keys, pos, has_gauss, cached = cast("tuple[str, Any, int, int, float]", np.random.get_state())
     return {
         "python": random.getstate(),
         "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],

@@ -367,7 +367,7 @@ class Component(Feature):
             state_dict["obj"] = self.obj.state_dict()
         return state_dict
 
-    def _load(self, state_dict: dict[str, Any]) -> None:
+    def _load(self, state_dict: Mapping[str, Any]) -> None:
         # The object's own state first: the exposed values, saved at the same time, win.
         if "obj" in state_dict and _has_own_state(self.obj):
             self.obj.load_state_dict(state_dict["obj"])

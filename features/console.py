@@ -95,7 +95,7 @@ class EpochLog(Feature):
         epoch_in_run = engine.n_epoch_completed - getattr(engine, "run_first_epoch", 0)
         head = f"Epoch[{epoch_in_run}/{engine.n_epochs}]" if engine.n_epochs else f"Epoch[{engine.n_epoch_completed}]"
         groups: dict[str, list[str]] = {}
-        for metric in self.metrics if self.metrics is not None else list(self.state.metrics):
+        for metric in self.metrics if self.metrics is not None else list(self.require_state().metrics):
             shown = _shown(metric.value)
             if shown is None:
                 continue

@@ -70,7 +70,7 @@ class Engine(Feature):
     output = StateObject(persist=False, doc="what process returned for the current batch")
     exception = StateObject(persist=False, doc="the exception that stopped the engine")
     n_epochs = Param(1, doc="epochs per run")
-    epoch_length = Param(None, doc="iterations per epoch (None: inferred from the data)")
+    epoch_length: Param[int | None] = Param(None, doc="iterations per epoch (None: inferred from the data)")
     epoch_iteration = Counter(doc="iterations completed in the current epoch (for resume)")
     run_first_epoch = Counter(doc="n_epoch_completed when the current run started (for resume)")
     in_epoch = StateObject(False, doc="an epoch started and not completed (for resume)")
@@ -315,9 +315,10 @@ class Engine(Feature):
                 if done == epoch_length or self._stop_epoch:
                     break
             else:  # the data ran out
-                iterator = self._exhausted(done, restarted_at)
-                if iterator is None:
+                fresh = self._exhausted(done, restarted_at)
+                if fresh is None:
                     break
+                iterator = fresh
                 restarted_at = done
                 epoch_length = self.epoch_length
                 continue
@@ -334,7 +335,10 @@ class Engine(Feature):
         return self._iterator
 
     def _new_iterator(self, skip: int = 0) -> Iterator[Any]:
-        sampler = _epoch_sampler(self.data)
+        data = self.data
+        if data is None:
+            return itertools.repeat(None)
+        sampler = _epoch_sampler(data)
         if sampler is not None:
             # A DistributedSampler shuffles by seed and epoch: without this, every epoch
             # would see one order. The epoch comes from the counters, so a resume agrees.
@@ -344,7 +348,7 @@ class Engine(Feature):
         if generator is None or restore is None:
             if generator is not None:
                 self._data_state = generator.get_state()
-            iterator = iter(self.data)
+            iterator = iter(data)
             for _ in range(skip):
                 next(iterator)
             return iterator
@@ -356,7 +360,7 @@ class Engine(Feature):
         generator.set_state(restore)
         self._data_state = restore
         try:
-            iterator = iter(self.data)
+            iterator = iter(data)
             for _ in range(skip):
                 next(iterator)
         finally:
@@ -413,7 +417,7 @@ class Engine(Feature):
                     problems.append(f"{self.path}.data_state.{key}: {problem}")
         return problems
 
-    def _load(self, state_dict: dict[str, Any]) -> None:
+    def _load(self, state_dict: Mapping[str, Any]) -> None:
         super()._load(state_dict)
         self._failed = False  # a restored run is continued, whatever this process did before
         data_state = state_dict.get("data_state") or {}
@@ -516,7 +520,8 @@ def _size_rule(batch: Any) -> int | Callable[[Any], int]:
             return inner
         if inner is len:
             return lambda b: len(b[0])
-        return lambda b: inner(b[0])
+        nested = inner
+        return lambda b: nested(b[0])
     if isinstance(batch, Mapping) and batch:
         inner = _size_rule(next(iter(batch.values())))
         if isinstance(inner, int):

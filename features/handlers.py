@@ -18,7 +18,8 @@ from ignite.handlers import ParamScheduler
 from ignite.handlers import Timer as _Stopwatch
 from ignite.utils import apply_to_type
 
-from statefire.frame import Counter, Feature, FilteredRef, Ref, StateObject, as_ref, check
+from statefire.frame import Counter, Feature, FilteredRef, Ref, StateObject, as_ref
+from statefire.frame import check as validate  # `check` is also a method name here (EarlyStopping.check)
 
 from ._judging import in_training, resolve_mode
 from .distributed import _any_over, process_group
@@ -28,7 +29,7 @@ from .engine import Engine
 __all__ = ["EarlyStopping", "TerminateOnNan", "LRScheduler", "Timer"]
 
 
-_engine = check.instance_of(Engine, "an Engine (e.g. state.trainer)")
+_engine = validate.instance_of(Engine, "an Engine (e.g. state.trainer)")
 
 
 class EarlyStopping(Feature):
@@ -79,6 +80,14 @@ class EarlyStopping(Feature):
     n_bad = Counter(doc="evaluations since the last improvement")
     stopped = StateObject(False, doc="the trainer was terminated by this handler")
 
+    score_ref: Ref | FilteredRef
+    patience: int
+    trainer: Engine
+    min_delta: float
+    mode: str
+    cumulative_delta: bool
+    manual_runs: bool
+
     def __init__(
         self,
         score_ref: Ref | FilteredRef,
@@ -92,7 +101,7 @@ class EarlyStopping(Feature):
         name: str | None = None,
     ) -> None:
         score_ref = as_ref(score_ref, "score_ref of EarlyStopping")
-        check.positive_int(patience, "patience", "EarlyStopping")
+        validate.positive_int(patience, "patience", "EarlyStopping")
         if not isinstance(min_delta, numbers.Real) or min_delta < 0:
             raise ValueError(f"min_delta of EarlyStopping must be a non-negative number, got {min_delta!r}")
         if mode not in ("max", "min", None):
@@ -102,8 +111,8 @@ class EarlyStopping(Feature):
         _engine(trainer, "trainer", "EarlyStopping")
         mode = resolve_mode(mode, score_ref, "EarlyStopping")
         super().__init__(name=name)
-        check.same_state(self)(score_ref, "score_ref", f"EarlyStopping {self.name!r}")
-        check.same_state(self)(trainer, "trainer", f"EarlyStopping {self.name!r}")
+        validate.same_state(self)(score_ref, "score_ref", f"EarlyStopping {self.name!r}")
+        validate.same_state(self)(trainer, "trainer", f"EarlyStopping {self.name!r}")
         self.score_ref = score_ref
         self.patience = patience
         self.trainer = trainer
@@ -188,8 +197,8 @@ class TerminateOnNan(Feature):
             engine = ref.owner
         _engine(engine, "engine", "TerminateOnNan")
         super().__init__(name=name)
-        check.same_state(self)(ref, "ref", f"TerminateOnNan {self.name!r}")
-        check.same_state(self)(engine, "engine", f"TerminateOnNan {self.name!r}")
+        validate.same_state(self)(ref, "ref", f"TerminateOnNan {self.name!r}")
+        validate.same_state(self)(engine, "engine", f"TerminateOnNan {self.name!r}")
         self.ref = ref
         self.engine = engine
         ref.attach(self.check)
@@ -269,7 +278,7 @@ class LRScheduler(Feature):
                 f"ignite ParamScheduler, got {type(scheduler).__name__}: {scheduler!r}"
             )
         super().__init__(name=name)
-        check.same_state(self)(trigger, "trigger", f"LRScheduler {self.name!r}")
+        validate.same_state(self)(trigger, "trigger", f"LRScheduler {self.name!r}")
         self.scheduler = scheduler
         self.trigger = trigger
         self.optimizer = scheduler.optimizer
@@ -350,7 +359,7 @@ class Timer(Feature):
     def __init__(self, engine: Engine, *, name: str | None = None) -> None:
         _engine(engine, "engine", "Timer")
         super().__init__(name=name or f"{engine.name}_timer")
-        check.same_state(self)(engine, "engine", f"Timer {self.name!r}")
+        validate.same_state(self)(engine, "engine", f"Timer {self.name!r}")
         self.engine = engine
         self._clock: _Stopwatch | None = None
         self._first_iteration = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -60,8 +60,21 @@ def _device_type(device: Any, module: torch.nn.Module) -> str:
     return "cpu"
 
 
+class _Supervised:
+    """The attributes `_setup` gives a supervised trainer and evaluator, declared for type checkers."""
+
+    name: str
+    model: Model
+    amp_mode: str | None
+    device: Any
+    non_blocking: bool
+    prepare_batch: Callable[..., tuple[Any, Any]]
+    output_transform: Any
+    _autocast: Callable[[Any, torch.nn.Module], Any]
+
+
 def _setup(
-    engine: Engine,
+    engine: _Supervised,
     model: torch.nn.Module,
     device: Any,
     non_blocking: bool,
@@ -81,7 +94,7 @@ def _setup(
     engine.output_transform = output_transform
 
 
-class SupervisedTrainer(Engine):
+class SupervisedTrainer(Engine, _Supervised):
     """An engine training `model` with `optimizer` on `loss_fn(model(x), y)`.
 
     Its `output` is the detached loss tensor (no `.item()` per iteration,
@@ -165,7 +178,7 @@ class SupervisedTrainer(Engine):
         if not isinstance(scaler, (bool, torch.amp.GradScaler)):
             raise TypeError(f"scaler of trainer {name!r} must be a bool or a torch.amp.GradScaler, got {scaler!r}")
         clip = _gradient_clipping(clip_grad_norm, clip_grad_value, name)
-        super().__init__(name, SupervisedTrainer._step, data, n_epochs=n_epochs, epoch_length=epoch_length)
+        super().__init__(name, cast(Callable[[Engine, Any], Any], SupervisedTrainer._step), data, n_epochs=n_epochs, epoch_length=epoch_length)
         _setup(self, model, device, non_blocking, prepare_batch, output_transform, amp_mode)
         self.optimizer = Optimizer.of(optimizer)
         self.loss_fn = loss_fn
@@ -305,7 +318,7 @@ def _gradient_clipping(
     return None
 
 
-class SupervisedEvaluator(Engine):
+class SupervisedEvaluator(Engine, _Supervised):
     """An engine evaluating `model` on `data`; its output is `(y_pred, y)`.
 
     Runs under `torch.no_grad()` with the model in eval mode, and puts the
@@ -364,7 +377,7 @@ class SupervisedEvaluator(Engine):
             metrics = [metrics]
         if isinstance(metrics, Mapping):
             # ignite's {name: metric}: the keys name the metrics, the values are what to compute.
-            specs = list(metrics.items())
+            specs: list[tuple[str | None, Any]] = list(metrics.items())
             for key, _ in specs:
                 if not isinstance(key, str) or not key.isidentifier():
                     raise ValueError(
@@ -377,7 +390,7 @@ class SupervisedEvaluator(Engine):
             raise ValueError(
                 f"metric 'loss' of evaluator {name!r} needs loss_fn=..., e.g. torch.nn.functional.cross_entropy"
             )
-        super().__init__(name, SupervisedEvaluator._step, data, run_on=run_on)
+        super().__init__(name, cast(Callable[[Engine, Any], Any], SupervisedEvaluator._step), data, run_on=run_on)
         _setup(self, model, device, non_blocking, prepare_batch, output_transform, amp_mode)
         self.loss_fn = loss_fn
         self.metrics = [self._metric(spec, key) for key, spec in specs]
@@ -386,7 +399,7 @@ class SupervisedEvaluator(Engine):
         name = None if key is None else f"{self.name}_{key}"
         if isinstance(spec, str) and spec == "accuracy":
             return Accuracy(engine=self, name=name)
-        if isinstance(spec, str) and spec == "loss":
+        if isinstance(spec, str) and spec == "loss" and self.loss_fn is not None:  # __init__ asked for one
             return Loss(self.loss_fn, engine=self, name=name)
         if isinstance(spec, str):
             raise ValueError(

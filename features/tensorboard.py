@@ -92,7 +92,7 @@ class TensorBoard(Feature):
         self._writers: dict[str, Any] = {}
         self._layouts: dict[str, list[Any]] = {}  # owner name -> custom-scalars categories
         self._followed: weakref.WeakSet[Any] = weakref.WeakSet()
-        state = self.state
+        state = self.require_state()
         for engine in state.engines:
             self._follow_engine(engine)
         state.engines.added_ref.attach(self._follow_engine, owner=self)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from . import _context
 from ._names import did_you_mean, snake_case
 from .dispatch import Handle, _Dispatcher, wiring
-from .errors import CopyError, NameConflictError, StateDictError, UnknownNameError
+from .errors import CopyError, FrameError, NameConflictError, StateDictError, UnknownNameError
 from .objects import Counter, Param, StateObject
 from .refs import Ref
 
@@ -320,6 +320,19 @@ class Feature(Observable):
     def path(self) -> str:
         """`"<category>.<name>"`, the prefix of every ref path of this feature."""
         return f"{self.category}.{self.__dict__.get('name', '?')}"
+
+    def require_state(self) -> State:
+        """The State this feature is in, for code that needs one (`state` is None once removed).
+
+        Raises:
+            FrameError: when the feature was removed from its State.
+        """
+        state = self._sf.state
+        if state is None:
+            raise FrameError(
+                f"{type(self).__name__} {self.path} was removed from its State; create it again in a State to use it"
+            )
+        return state
 
     def remove(self) -> None:
         """Remove this feature from its State, detaching every callback it owns, then `close()` it."""

@@ -68,7 +68,7 @@ class _MetricsChartsPlugin(Feature):
         super().__init__(name=name)
         self.writer_choice = writer
         self.charts: list[ScalarChart] = []
-        state = self.state
+        state = self.require_state()
         for metric in list(state.metrics):
             self._add_metric(metric)
         state.metrics.added_ref.attach(self._add_metric, owner=self)
@@ -338,7 +338,7 @@ class HParams(Feature):
         self.engine_params = engine_params
         self.last_hparams: dict[str, Any] = {}
         self.last_metrics: dict[str, float] = {}
-        state = self.state
+        state = self.require_state()
         for engine in list(state.engines):
             self._follow_engine(engine)
         state.engines.added_ref.attach(self._follow_engine, owner=self)
@@ -350,21 +350,21 @@ class HParams(Feature):
         engine.n_run_completed_ref.attach(self._run_completed, priority=LAYOUT_PRIORITY, owner=self)
 
     def _run_completed(self) -> None:
-        running = [engine for engine in self.state.engines if getattr(engine, "running", False)]
+        running = [engine for engine in self.require_state().engines if getattr(engine, "running", False)]
         if len(running) <= 1:  # only the engine completing its run: an outermost run
             self.write()
 
     def _metric_features(self) -> list[Any]:
         if self.metrics is None:
-            return list(self.state.metrics)
+            return list(self.require_state().metrics)
         features = []
         for metric in self.metrics:
             if isinstance(metric, str):
-                found = [m for m in self.state.metrics if m.name == metric]
+                found = [m for m in self.require_state().metrics if m.name == metric]
                 if not found:
                     raise ValueError(
                         f"HParams {self.name!r} reports metric {metric!r}, but the state has no metric of "
-                        f"that name; metrics: {[m.name for m in self.state.metrics]}"
+                        f"that name; metrics: {[m.name for m in self.require_state().metrics]}"
                     )
                 metric = found[0]
             features.append(metric)
@@ -372,7 +372,7 @@ class HParams(Feature):
 
     def hyperparameters(self) -> dict[str, Any]:
         """What the dashboard gets: the free-standing Params first, then components', then engines' if asked."""
-        config = self.state.config()
+        config = self.require_state().config()
         order = {"params": 0, "engines": 2}
         paths = [p for p in config if self.engine_params or not p.startswith("engines.")]
         paths.sort(key=lambda path: order.get(path.split(".", 1)[0], 1))  # stable: keeps creation order within

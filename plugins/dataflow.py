@@ -114,9 +114,9 @@ class DataFlowGraph:
                 cls=type(feature).__name__,
                 label=feature.name,
             )
-            for ref in feature.refs.values():
-                self._add_object(ref)
-                graph.add_edge(feature.path, ref.path, kind="owns")
+            for own in feature.refs.values():
+                self._add_object(own)
+                graph.add_edge(feature.path, own.path, kind="owns")
         for container in self.state.containers:
             handles = [h for r in container.refs.values() for h in r.handles]
             if handles:
@@ -496,7 +496,7 @@ _OTHER_COLOR = "#6B8E23"
 _FUNCTION_COLOR = "#555555"
 _CONTAINER_COLOR = "#999999"
 
-_EDGE_STYLE = {  # kind: (color, linestyle, width)
+_EDGE_STYLE: dict[str, tuple[str, Any, float]] = {  # kind: (color, linestyle, width)
     "owns": ("#BBBBBB", ":", 0.8),
     "triggers": ("#333333", "-", 1.0),
     "runs_on": ("#D62728", "-", 2.2),
@@ -798,7 +798,7 @@ def _draw(graph: nx.MultiDiGraph, path: str | os.PathLike[str] | None, *, values
     ax.set_xlim(-margin, max(width + margin, 4.0 * 72 - margin))
     ax.set_ylim(max(height + margin, 2.0 * 72 - margin), -margin)  # y grows downwards
     ax.axis("off")
-    text_style = {"fontfamily": _FONT, "fontsize": _FONT_SIZE, "va": "center"}
+    text_style: dict[str, Any] = {"fontfamily": _FONT, "fontsize": _FONT_SIZE, "va": "center"}
 
     for card in cards.values():
         box_style = "round,pad=0,rounding_size=4"

@@ -78,7 +78,7 @@ class SummaryRow(NamedTuple):
 
     callback: str
     ref: str
-    count: int
+    count: int  # type: ignore[assignment]  # the published field name; it hides tuple.count
     total_s: float
     mean_s: float
     max_s: float
