@@ -34,6 +34,38 @@ class Engine(Feature):
     cumulative over the engine's life; an evaluator's `n_epoch_completed`
     counts its evaluations.
 
+    The loop, each `set` firing the callbacks attached to that object (here
+    in the order the built-in peers run on it, higher priority first; see
+    `features/_priorities.py`)::
+
+        run(data, n_epochs, epoch_length):
+            if no run is in progress:              # else: a resumed run goes on
+                set run_first_epoch, in_epoch=False, epoch_iteration=0 (silently)
+                set n_run_started += 1
+            while not terminated and epochs of this run < n_epochs:
+                if not in_epoch:                   # a resumed epoch does not start again
+                    set in_epoch=True, epoch_iteration=0
+                    set n_epoch_started += 1       # Metric resets (50), yours (0), Timer starts (-101)
+                for batch in data (epoch_length batches, the data restarted if it runs out):
+                    set batch
+                    set n_iteration_started += 1
+                    set output = process(engine, batch)    # Metric updates (50), yours (0)
+                    set n_samples += batch size
+                    set epoch_iteration += 1
+                    set n_iteration_completed += 1         # yours (0), Checkpoint(every=N) last
+                    stop here on terminate() or terminate_epoch()
+                if terminated: break
+                end the epoch (a trainer steps on a partial accumulation window)
+                set in_epoch=False
+                set n_epoch_completed += 1         # Timer stops (101), engines run_on it (100),
+                                                   # Metric values (50), yours and charts (0),
+                                                   # Checkpoint (-2**62)
+            set in_epoch=False
+            set n_run_completed += 1               # yours (0), comparison layout (-999),
+                                                   # TensorBoard flush (-1000)
+        on any exception: set exception = error (then it propagates); the
+        next run() resumes from the batch that did not complete.
+
     Args:
         name: the engine's name (`state.<name>`).
         process: `process(engine, batch) -> output`, ignite's signature.
