@@ -126,19 +126,11 @@ def test_the_type_checker_reports_wrong_sets(typeroot, tmp_path):
     assert any(":14:" in l and "n_sampels" in l for l in lines), result.stdout
 
 
-def test_the_concepts_guide_type_checks(typeroot, tmp_path):
-    """docs/concepts.md, as one user script, passes plain mypy."""
-    blocks = python_blocks((ROOT / "docs" / "concepts.md").read_text(encoding="utf-8"))
-    script = tmp_path / "concepts.py"
-    script.write_text("\n".join(code for _, code in blocks))
-    result = mypy(typeroot, str(script))
-    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
-
-
-def test_the_writing_features_guide_type_checks(typeroot, tmp_path):
-    """docs/writing-features.md, as one user script, passes plain mypy."""
-    blocks = python_blocks((ROOT / "docs" / "writing-features.md").read_text(encoding="utf-8"))
-    script = tmp_path / "writing_features.py"
+@pytest.mark.parametrize("guide", ["concepts.md", "writing-features.md"])
+def test_a_guide_type_checks(typeroot, tmp_path, guide):
+    """A guide's code (docs/concepts.md, docs/writing-features.md), as one user script, passes plain mypy."""
+    blocks = python_blocks((ROOT / "docs" / guide).read_text(encoding="utf-8"))
+    script = tmp_path / guide.replace("-", "_").replace(".md", ".py")
     script.write_text("\n".join(code for _, code in blocks))
     result = mypy(typeroot, str(script))
     assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
