@@ -13,16 +13,16 @@ from __future__ import annotations
 from typing import NamedTuple
 
 __all__ = [
-    "Priority",
+    "CHECKPOINT_PRIORITY",
+    "DEFAULT_PRIORITY",
+    "FLUSH_PRIORITY",
+    "LAYOUT_PRIORITY",
+    "METRIC_PRIORITY",
     "PRIORITIES",
     "RUN_ON_PRIORITY",
-    "METRIC_PRIORITY",
-    "DEFAULT_PRIORITY",
-    "TIMER_STOP_PRIORITY",
     "TIMER_START_PRIORITY",
-    "LAYOUT_PRIORITY",
-    "FLUSH_PRIORITY",
-    "CHECKPOINT_PRIORITY",
+    "TIMER_STOP_PRIORITY",
+    "Priority",
     "priority_table",
 ]
 
@@ -81,8 +81,8 @@ def priority_table() -> str:
 
     Example:
         >>> from statefire.features import priority_table
-        >>> print(priority_table().splitlines()[2])
-        | 101 | `Timer`, stopping an epoch (`TIMER_STOP_PRIORITY`) | `engine.n_epoch_completed` | the epoch's time does not include the evaluations that follow it |
+        >>> print(priority_table().splitlines()[0])
+        | priority | who | on which ref | why |
     """
     lines = ["| priority | who | on which ref | why |", "| ---: | --- | --- | --- |"]
     for row in PRIORITIES:

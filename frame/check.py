@@ -29,14 +29,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Validator",
-    "positive_int",
-    "non_negative_int",
-    "positive_number",
     "boolean",
-    "one_of",
     "instance_of",
+    "non_negative_int",
+    "one_of",
     "optional",
     "pipe",
+    "positive_int",
+    "positive_number",
     "same_state",
 ]
 

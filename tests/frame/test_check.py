@@ -16,8 +16,9 @@ class Loop(Feature):
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, 2.0, True, "3", None])
 def test_positive_int_refuses_what_is_not_a_whole_number_above_zero(value):
-    with pytest.raises(ValueError, match=rf"^every of ProgressBar must be a positive int, got {value!r}$".replace("(", r"\(")):
+    with pytest.raises(ValueError) as raised:
         check.positive_int(value, "every", "ProgressBar")
+    assert str(raised.value) == f"every of ProgressBar must be a positive int, got {value!r}"
 
 
 def test_validators_return_what_they_accept():
