@@ -7,8 +7,10 @@ it. Nothing here imports torch or any ML library.
 For plugins, the public ways into a State are: `feature.state` (its State),
 `type(feature).state_objects()` (its state objects), `feature.refs`,
 `state.handles`, `handle.kind` (a tag such as `"run_on"`), and `summarize`
-(a one-line rendering of any value). Features and plugins check their
-arguments with the validators of `check` and name classes with `snake_case`.
+(a one-line rendering of any value); `feature.require_state()` (its State,
+or a clear error once removed) and `feature.fire_functions` (for code that
+sets values itself). Features and plugins check their arguments with the
+validators of `check` and name classes with `snake_case`.
 """
 
 from . import check
