@@ -18,9 +18,10 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from statefire.frame import Counter, Feature, StateObject
+from statefire.frame import Counter, Feature, StateObject, check
 
 from ._artifacts import TENSORBOARD, artifact_dir
+from ._priorities import FLUSH_PRIORITY
 from .distributed import is_main_process
 from .engine import engine_behind
 
@@ -29,9 +30,6 @@ __all__ = ["TensorBoard", "ROOT_RUN", "find_writer", "run_of", "scalar_value", "
 #: The run of the log directory itself: it holds what belongs to no engine
 #: (the custom-scalars layout).
 ROOT_RUN = "."
-
-#: Flushing runs after every other callback on an engine's `n_run_completed`.
-FLUSH_PRIORITY = -1000
 
 
 class TensorBoard(Feature):
@@ -85,8 +83,7 @@ class TensorBoard(Feature):
     ) -> None:
         if log_dir is not None and (not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir)):
             raise TypeError(f"log_dir of TensorBoard must be a non-empty path or None, got {log_dir!r}")
-        if purge_step is not None and (isinstance(purge_step, bool) or not isinstance(purge_step, int) or purge_step < 0):
-            raise ValueError(f"purge_step of TensorBoard must be a non-negative int or None, got {purge_step!r}")
+        check.optional(check.non_negative_int)(purge_step, "purge_step", "TensorBoard")
         super().__init__(name=name)
         self.log_dir = "" if log_dir is None else os.fspath(log_dir)  # "": asked of the State's Run
         self.flush_secs = flush_secs
@@ -95,7 +92,7 @@ class TensorBoard(Feature):
         self._writers: dict[str, Any] = {}
         self._layouts: dict[str, list[Any]] = {}  # owner name -> custom-scalars categories
         self._followed: weakref.WeakSet[Any] = weakref.WeakSet()
-        state = self.state
+        state = self.require_state()
         for engine in state.engines:
             self._follow_engine(engine)
         state.engines.added_ref.attach(self._follow_engine, owner=self)

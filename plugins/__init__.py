@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from statefire.frame._lazy import lazy_exports
+from statefire.frame import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -114,9 +114,9 @@ class DataFlowGraph:
                 cls=type(feature).__name__,
                 label=feature.name,
             )
-            for ref in feature.refs.values():
-                self._add_object(ref)
-                graph.add_edge(feature.path, ref.path, kind="owns")
+            for own in feature.refs.values():
+                self._add_object(own)
+                graph.add_edge(feature.path, own.path, kind="owns")
         for container in self.state.containers:
             handles = [h for r in container.refs.values() for h in r.handles]
             if handles:
