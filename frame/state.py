@@ -490,11 +490,11 @@ class State:
             raise _state_dict_error(missing, unexpected, unrestored)
         # Values too, before anything is applied: a feature may say what in its part does
         # not fit (a tensor of another shape, a negative counter) with `check_state_dict`.
-        problems = [
-            problem
-            for feature, given in matched
-            for problem in (feature.check_state_dict(given) if hasattr(feature, "check_state_dict") else ())
-        ]
+        problems: list[str] = []
+        for feature, given in matched:
+            check = getattr(type(feature), "check_state_dict", None)
+            if check is not None:
+                problems.extend(check(feature, given))
         if problems:
             shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
             raise StateDictError(f"the state dict does not fit this State, nothing was restored: {shown}", [], [])

@@ -75,10 +75,11 @@ class MLflow(Feature):
         self._warned = False
         from .runs import Run
 
-        for feature in self.state.features:
+        state = self.require_state()
+        for feature in state.features:
             if isinstance(feature, Run):
                 self._bind(feature)
-        self.state.plugins.added_ref.attach(self._on_plugin, owner=self)
+        state.plugins.added_ref.attach(self._on_plugin, owner=self)
 
     def _on_plugin(self, feature: Any) -> None:
         from .runs import Run

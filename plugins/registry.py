@@ -409,7 +409,7 @@ SERIES_FILE = "series.jsonl"
 
 def read_series_file(path: Path) -> list[tuple[Any, ...]]:
     """`(key, step, value, wall_time)` points of a run's series file; a torn last line is skipped."""
-    points = []
+    points: list[tuple[Any, ...]] = []
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:

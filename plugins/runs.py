@@ -202,6 +202,9 @@ class Run(Feature):
 
     category = "plugins"
 
+    id: str  #: the run's id: sorts by start time, unique across processes and hosts
+    dir: Path  #: root / experiment / id
+
     status = StateObject("running", persist=False, doc="running, completed, failed or interrupted")
     n_points = Counter(persist=False, doc="series points recorded")
 
@@ -271,16 +274,20 @@ class Run(Feature):
         from statefire.features.distributed import is_main_process
 
         self.is_writer = is_main_process()
+        record: dict[str, Any] | None = None
+        opened: tuple[str | None, str | None] = (None, None)  # other processes get the main one's
         if self.is_writer:
             run_id, experiment, record = self._open(resume, snapshot)
-        else:
-            run_id = experiment = record = None
-        self.id, self.experiment = _agree((run_id, experiment))
+            opened = (run_id, experiment)
+        agreed_id, agreed_experiment = _agree(opened)
+        self.id = agreed_id
+        self.experiment = agreed_experiment
         self.dir = self.root / self.experiment / self.id
         if not self.is_writer:
             self._finished = True  # other processes record nothing
             return
-        self._record = record
+        assert record is not None  # the writer opened it
+        self._record: dict[str, Any] = record
         self._prior_duration = float(record.get("duration") or 0.0)
         self.status = "running"
         try:
@@ -289,7 +296,7 @@ class Run(Feature):
             self._record.update(status="failed", error={"type": "RegistryError", "message": str(error)})
             atomic_write(self.dir / "run.json", self._dumps())
             raise
-        state = self.state
+        state = self.require_state()
         for metric in list(state.metrics):
             self._follow_metric(metric)
         state.metrics.added_ref.attach(self._follow_metric, owner=self)
