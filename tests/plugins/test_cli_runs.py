@@ -181,3 +181,24 @@ def test_a_script_that_makes_its_own_run_gets_the_commands_root_and_experiment(r
     assert (record.name, record.experiment, record.status) == ("mine", "mine", "completed")
     assert record.metrics["train_mean"] == 8.0
     assert not (repo / "runs").exists()
+
+
+def test_set_reaches_a_components_attribute(repo):
+    """`statefire run --set components.<name>.<attr>=...` sets an attribute a `Component` exposes, as soon as
+    the component exists: the script trains with it, and the run records it in its config."""
+    (repo / "drop.py").write_text(textwrap.dedent("""
+        import torch
+        from statefire.features import Component, Engine
+
+        dropout = torch.nn.Dropout(0.1)
+        Component(dropout, ["p"], name="dropout")
+        seen = []
+        trainer = Engine("trainer", lambda engine, batch: seen.append(dropout.p), data=[1, 2])
+        trainer.run()
+        print("p seen", seen)
+    """))
+    result = statefire("run", "drop.py", "--set", "components.dropout.p=0.5", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert "p seen [0.5, 0.5]" in result.stdout
+    (record,) = Registry("runs").runs()
+    assert record.params["components.dropout.p"] == 0.5
