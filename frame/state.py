@@ -482,9 +482,10 @@ class State:
             if not isinstance(section, Mapping):
                 unexpected.append(str(category))
                 continue
-            for name in section:
+            for name, saved in section.items():
                 owner = self._frame.features.get(name)
-                if owner is None or owner.category != category:
+                if (owner is None or owner.category != category) and saved != {}:
+                    # a feature that saved nothing (a Run, a chart plugin) may be absent here: nothing is lost
                     unexpected.append(f"{category}.{name}")
         if strict and (missing or unexpected or unrestored):
             raise _state_dict_error(missing, unexpected, unrestored)

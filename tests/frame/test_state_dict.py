@@ -86,7 +86,7 @@ def test_strict_error_lists_every_missing_and_unexpected_key(s):
     del sd["engines"]["evaluator"]
     sd["things"]["thing"]["extra"] = 1
     sd["things"]["ghost"] = {"x": 1}
-    sd["unknown_category"] = {"f": {}}
+    sd["unknown_category"] = {"f": {"y": 2}}  # (a feature that saved nothing may be absent: see below)
     with pytest.raises(StateDictError) as info:
         s.load_state_dict(sd)
     error = info.value
@@ -190,3 +190,31 @@ def test_feature_section_must_be_a_dict(s):
     sd["things"]["thing"] = [1]
     with pytest.raises(TypeError, match=r"the state dict of things\.thing must be a dict, got list"):
         s.load_state_dict(sd)
+
+
+def test_a_feature_that_saved_nothing_may_be_absent_when_loading():
+    """A checkpoint made with a feature that persists nothing (a Run, a plugin) loads strictly into a State
+    without it: there is nothing it could have restored. A feature that saved values is still unexpected."""
+    from statefire.frame import Feature, StateObject
+
+    class Quiet(Feature):
+        category = "plugins"
+        note = StateObject(None, persist=False)
+
+    class Loud(Feature):
+        category = "plugins"
+        level = StateObject(1)
+
+    with State() as s:
+        Params(name="hp", lr=0.1)
+        Quiet()
+        saved = s.state_dict()
+        Loud()
+        with_values = s.state_dict()
+    assert saved["plugins"] == {"quiet": {}}
+    with State() as fresh:
+        Params(name="hp", lr=0.5)
+        fresh.load_state_dict(saved)
+        assert fresh.hp.lr == 0.1
+        with pytest.raises(StateDictError, match=r"unexpected keys: plugins\.loud"):
+            fresh.load_state_dict(with_values)
