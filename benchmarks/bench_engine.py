@@ -46,17 +46,17 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import torch  # noqa: E402
-from ignite.engine import Engine as IgniteEngine  # noqa: E402
-from ignite.engine import Events, create_supervised_evaluator, create_supervised_trainer  # noqa: E402
-from ignite.metrics import Accuracy as IgniteAccuracy  # noqa: E402
-from ignite.metrics import Loss as IgniteLoss  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+import torch
+from ignite.engine import Engine as IgniteEngine
+from ignite.engine import Events, create_supervised_evaluator, create_supervised_trainer
+from ignite.metrics import Accuracy as IgniteAccuracy
+from ignite.metrics import Loss as IgniteLoss
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.features import Engine, SupervisedEvaluator, SupervisedTrainer  # noqa: E402
-from statefire.frame import State  # noqa: E402
+from statefire.features import Engine, SupervisedEvaluator, SupervisedTrainer
+from statefire.frame import State
 
 T = TypeVar("T")
 

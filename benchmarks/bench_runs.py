@@ -29,10 +29,9 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import State
 from statefire.features import AverageOutput, Engine, SupervisedEvaluator, SupervisedTrainer
-from statefire.plugins import Registry, Run
-from statefire.plugins import _snapshot
+from statefire.frame import State
+from statefire.plugins import Registry, Run, _snapshot
 from statefire.plugins.registry import _put
 
 

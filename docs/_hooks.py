@@ -143,7 +143,7 @@ def api_markdown(package: str) -> str:
         if section:
             lines += [f"## {section}", ""]
         for identifier in identifiers:
-            lines += [f"::: {identifier}", f"    options:", f"      heading_level: {3 if section else 2}", ""]
+            lines += [f"::: {identifier}", "    options:", f"      heading_level: {3 if section else 2}", ""]
     return "\n".join(lines)
 
 

@@ -26,8 +26,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from statefire.frame import State
 from statefire.features import Checkpoint, Component, ScalarChart, SupervisedEvaluator, SupervisedTrainer, TensorBoard
+from statefire.frame import State
 
 out_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/curriculum")
 N_EPOCHS, RAISE_EVERY, STEP = 10, 2, 0.15

@@ -39,8 +39,8 @@ from statefire.frame.errors import FrameError
 
 from . import engine as _engine
 from ._artifacts import CHECKPOINTS, artifact_dir
-from ._priorities import CHECKPOINT_PRIORITY
 from ._judging import in_training, resolve_mode
+from ._priorities import CHECKPOINT_PRIORITY
 from .distributed import is_main_process, process_group, process_rank
 
 __all__ = [

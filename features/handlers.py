@@ -22,8 +22,8 @@ from statefire.frame import Counter, Feature, FilteredRef, Ref, StateObject, as_
 from statefire.frame import check as validate  # `check` is also a method name here (EarlyStopping.check)
 
 from ._judging import in_training, resolve_mode
-from .distributed import _any_over, process_group
 from ._priorities import TIMER_START_PRIORITY, TIMER_STOP_PRIORITY
+from .distributed import _any_over, process_group
 from .engine import Engine
 
 __all__ = ["EarlyStopping", "TerminateOnNan", "LRScheduler", "Timer"]

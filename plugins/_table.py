@@ -24,7 +24,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Columns aligned under `headers`; numeric columns right-aligned."""
     body = [[cell(v) for v in row] for row in rows]
     numeric = [
-        bool(rows) and all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) or r[i] is None for r in rows)
+        bool(rows) and all((isinstance(r[i], (int, float)) and not isinstance(r[i], bool)) or r[i] is None for r in rows)
         for i in range(len(headers))
     ]
     widths = [max([len(h), *(len(r[i]) for r in body)]) for i, h in enumerate(headers)]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from statefire.frame import Feature, FilteredRef, Ref, State
-from statefire.frame import summarize
+from statefire.frame import Feature, FilteredRef, Ref, State, summarize
 from statefire.frame.state import Container
 
 __all__ = ["describe"]

@@ -582,7 +582,7 @@ class Run(Feature):
             print(f"statefire: run {self.id} could not record its end: {problem!r}", file=sys.stderr)
 
     def __repr__(self) -> str:
-        return f"<Run {self.id} ({self.experiment}) {self.__dict__.get('status')} at {str(self.__dict__.get('dir'))}>"
+        return f"<Run {self.id} ({self.experiment}) {self.__dict__.get('status')} at {self.__dict__.get('dir')!s}>"
 
 
 # -- process-wide hooks: exit, uncaught exceptions, SIGTERM ---------------------------------------

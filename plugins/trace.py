@@ -16,8 +16,7 @@ import threading
 import time
 from typing import Any, NamedTuple
 
-from statefire.frame import Feature, State, check
-from statefire.frame import summarize
+from statefire.frame import Feature, State, check, summarize
 from statefire.frame.state import Container
 
 __all__ = ["EventTrace", "TraceRecord", "SummaryRow", "TraceSummary"]

@@ -18,18 +18,6 @@ from typing import Any
 import pytest
 import torch
 
-from statefire.frame import (
-    CallbackSignatureError,
-    CounterTypeError,
-    CounterValueError,
-    CycleError,
-    Feature,
-    NameConflictError,
-    State,
-    StateDictError,
-    StateObject,
-    UnknownNameError,
-)
 from statefire.features import (
     Accuracy,
     AverageOutput,
@@ -43,6 +31,18 @@ from statefire.features import (
     TerminateOnNan,
 )
 from statefire.features.checkpoint import CheckpointError, UnsafeCheckpointError
+from statefire.frame import (
+    CallbackSignatureError,
+    CounterTypeError,
+    CounterValueError,
+    CycleError,
+    Feature,
+    NameConflictError,
+    State,
+    StateDictError,
+    StateObject,
+    UnknownNameError,
+)
 
 
 class Knob(Feature):
@@ -419,9 +419,8 @@ CATALOGUE: list[tuple[Callable[[Path], None], type[BaseException], str]] = [
 
 @pytest.mark.parametrize(("mistake", "error", "message"), CATALOGUE, ids=[row[0].__name__ for row in CATALOGUE])
 def test_mistake_gets_a_clear_error(tmp_path, mistake, error, message):
-    with State():
-        with pytest.raises(error) as caught:
-            mistake(tmp_path)
+    with State(), pytest.raises(error) as caught:
+        mistake(tmp_path)
     text = str(caught.value) + "".join(getattr(caught.value, "__notes__", []))
     assert re.search(message, text), text
 

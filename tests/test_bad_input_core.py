@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from statefire.frame import Counter, Feature, NameConflictError, State, StateObject
 from statefire.features import Engine
+from statefire.frame import Counter, Feature, NameConflictError, State, StateObject
 
 
 def _engine(name: str = "trainer") -> Engine:
@@ -49,7 +49,6 @@ CATALOGUE: list[tuple[Callable[[], Any], type[BaseException], str]] = [
 
 @pytest.mark.parametrize(("mistake", "error", "message"), CATALOGUE, ids=[row[0].__name__ for row in CATALOGUE])
 def test_mistake_gets_a_clear_error(mistake, error, message):
-    with State():
-        with pytest.raises(error) as caught:
-            mistake()
+    with State(), pytest.raises(error) as caught:
+        mistake()
     assert re.search(message, str(caught.value)), str(caught.value)

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from statefire.frame import CycleError, DepthError, FrameError, Params, State
 from statefire.features import Engine, OutputHandler
+from statefire.frame import CycleError, DepthError, FrameError, Params, State
 
 
 @pytest.fixture

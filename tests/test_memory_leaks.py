@@ -10,7 +10,6 @@ import weakref
 
 import torch
 
-from statefire.frame import State
 from statefire.features import (
     AverageOutput,
     Checkpoint,
@@ -23,6 +22,7 @@ from statefire.features import (
     Timer,
 )
 from statefire.features import checkpoint as checkpoint_module
+from statefire.frame import State
 
 
 class Listener:

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from test_docs import python_blocks
 
 ROOT = Path(__file__).resolve().parent.parent

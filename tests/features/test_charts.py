@@ -7,8 +7,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from statefire.frame import State
 from statefire.features import AverageOutput, Engine, ScalarChart, TensorBoard
+from statefire.frame import State
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from statefire.frame import Feature, State, StateDictError, StateObject
 from statefire.features import Checkpoint, Engine, ScalarChart, SupervisedTrainer, TensorBoard
 from statefire.features import checkpoint as checkpoint_module
 from statefire.features.checkpoint import UnsafeCheckpointError
+from statefire.frame import Feature, State, StateDictError, StateObject
 
 
 class Score(Feature):
@@ -295,9 +295,8 @@ def test_a_trigger_inside_a_step_is_rejected(tmp_path, step_object):
     ],
 )
 def test_invalid_arguments_are_named(tmp_path, kwargs, message):
-    with State():
-        with pytest.raises(ValueError, match=message):
-            Checkpoint(tmp_path, trigger=Score().tick_ref, **kwargs)
+    with State(), pytest.raises(ValueError, match=message):
+        Checkpoint(tmp_path, trigger=Score().tick_ref, **kwargs)
 
 
 def test_a_score_that_is_not_a_number_is_named(tmp_path):

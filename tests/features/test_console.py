@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from statefire.frame import State
 from statefire.features import AverageOutput, Engine, EpochLog, SupervisedEvaluator, SupervisedTrainer
+from statefire.frame import State
 
 
 @pytest.fixture

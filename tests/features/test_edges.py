@@ -20,7 +20,6 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from statefire.frame import Feature, Params, State, StateObject
 from statefire.features import (
     Accuracy,
     AverageOutput,
@@ -32,6 +31,7 @@ from statefire.features import (
     TensorBoard,
 )
 from statefire.features.checkpoint import CheckpointError
+from statefire.frame import Feature, Params, State, StateObject
 
 
 class Score(Feature):
@@ -489,8 +489,8 @@ def test_a_full_disk_is_reported_with_its_errno_and_the_file(tmp_path):
 def test_a_state_dict_that_does_not_fit_restores_nothing():
     """Defect (item 12, without a checkpoint file): `state.load_state_dict` with a model of another shape
     restored the counters first, then failed on the weights: a later run() resumed from the wrong place."""
-    from statefire.frame.errors import StateDictError
     from statefire.features import Model
+    from statefire.frame.errors import StateDictError
 
     with State() as first:
         Model(torch.nn.Linear(3, 2), name="net")

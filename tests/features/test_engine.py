@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from statefire.frame import State
 from statefire.features import Engine, EngineError
+from statefire.frame import State
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from sklearn.datasets import load_digits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import State
 from statefire.features import (
     Accuracy,
     AverageOutput,
@@ -42,6 +41,7 @@ from statefire.features import (
     TensorBoard,
     predict,
 )
+from statefire.frame import State
 from statefire.plugins import EnginesMetricsComparisonCharts
 
 CE = torch.nn.functional.cross_entropy

@@ -8,10 +8,17 @@ import torch
 from ignite.metrics import ConfusionMatrix, Precision, Recall
 from sklearn.metrics import confusion_matrix, precision_score, recall_score
 
-from statefire.frame import State
 from statefire.features import (
-    Accuracy, AverageOutput, Engine, IgniteMetric, Loss, Metric, OutputHandler, RunningAverage,
+    Accuracy,
+    AverageOutput,
+    Engine,
+    IgniteMetric,
+    Loss,
+    Metric,
+    OutputHandler,
+    RunningAverage,
 )  # fmt: skip
+from statefire.frame import State
 
 
 @pytest.fixture

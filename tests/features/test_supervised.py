@@ -9,8 +9,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import State
 from statefire.features import Model, Optimizer, OutputHandler, SupervisedEvaluator, SupervisedTrainer
+from statefire.frame import State
 
 
 @pytest.fixture

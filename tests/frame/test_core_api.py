@@ -237,10 +237,9 @@ def test_every_feature_is_closed_even_if_one_close_fails():
             raise OSError("disk gone")
 
     Resource.closed = []
-    with pytest.raises(OSError, match="disk gone"):
-        with State():
-            Failing(name="x")
-            Resource(name="y")
+    with pytest.raises(OSError, match="disk gone"), State():
+        Failing(name="x")
+        Resource(name="y")
     assert Resource.closed == ["y"]
 
 

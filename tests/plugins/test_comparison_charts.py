@@ -18,8 +18,8 @@ from tensorboard.backend.event_processing.event_multiplexer import EventMultiple
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from statefire.frame import Params, State
 from statefire.features import Accuracy, Clock, Engine, IgniteMetric, Loss, Metric, TensorBoard
+from statefire.frame import Params, State
 from statefire.plugins import EnginesMetricsCharts, EnginesMetricsComparisonCharts, HParams
 
 LAYOUT_TAG = "custom_scalars__config__"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from statefire.frame import Params, State
 from statefire.features import Engine
+from statefire.frame import Params, State
 from statefire.plugins import Registry, Run, RunRecord
 from statefire.plugins import registry as registry_module
 from statefire.plugins._snapshot import RunWarning

@@ -199,10 +199,9 @@ def test_start_twice_raises_and_restart_adds(pair):
 
 def test_features_created_while_tracing_are_traced():
     """A feature created inside the trace is observed too."""
-    with State() as s:
-        with EventTrace(s) as trace:
-            box = Box()
-            box.n = 3
+    with State() as s, EventTrace(s) as trace:
+        box = Box()
+        box.n = 3
     assert trace.counts()["boxes.box.n"] == 1
     assert trace.counts()["boxes.added"] == 1
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import tree_experiment as exp
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import tree_experiment as exp
-from statefire.frame import Params, State
 from statefire.features import Model
+from statefire.frame import Params, State
 from statefire.plugins import ExperimentTree, TreeNode
 from statefire.plugins.cli import main
 from statefire.plugins.trees import BuildMismatchError, RecipeError, TreeLockedError
