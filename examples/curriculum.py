@@ -132,7 +132,7 @@ with State() as resumed:
     trainer.run()
     resumed.tensor_board.close()
 
-same_weights = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+same_weights = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True))
 same_noise = resumed.noise.strength == straight.noise.strength
 print(f"resumed run identical to the straight one: weights {same_weights}, noise strength {same_noise}")
 if not (same_weights and same_noise):

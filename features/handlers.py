@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from ignite.handlers import ParamScheduler
@@ -262,7 +262,7 @@ class LRScheduler(Feature):
     category = "handlers"
 
     lr = StateObject(None, doc="the learning rate of the first param group", persist=False)
-    extra_state = {"scheduler": "scheduler"}
+    extra_state: ClassVar[dict[str, str]] = {"scheduler": "scheduler"}
 
     def __init__(self, scheduler: Any, *, trigger: Ref | FilteredRef, name: str | None = None) -> None:
         trigger = as_ref(trigger, "trigger of LRScheduler")

@@ -10,6 +10,7 @@ from its State, when it is garbage-collected, or at exit.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import operator
 import os
@@ -352,10 +353,8 @@ def step_value(value: Any, path: str) -> int:
     except TypeError:
         pass
     number = None
-    try:
+    with contextlib.suppress(TypeError):
         number = scalar_value(value, path)
-    except TypeError:
-        pass
     if number is not None and math.isfinite(number) and number == int(number):
         return int(number)
     raise TypeError(

@@ -30,6 +30,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max([len(h), *(len(r[i]) for r in body)]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
+        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric, strict=False)).rstrip()
 
     return "\n".join([line(list(headers)), "  ".join("-" * w for w in widths), *(line(r) for r in body)])

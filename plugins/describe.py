@@ -63,10 +63,7 @@ def describe(thing: Any, state: State | None = None, *, file: TextIO | None = No
         )
     node = flow.node(thing)
     data = flow.graph.nodes[node]
-    if data["kind"] == "object":
-        lines = _describe_object(flow, node, thing)
-    else:
-        lines = _describe_unit(flow, node)
+    lines = _describe_object(flow, node, thing) if data["kind"] == "object" else _describe_unit(flow, node)
     print("\n".join(lines), file=file or sys.stdout)
 
 

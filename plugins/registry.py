@@ -332,7 +332,7 @@ class Registry:
         return self._record(rows[0], _Liveness())
 
     def _record(self, row: tuple[Any, ...], liveness: _Liveness) -> RunRecord:
-        v = dict(zip(_RUN_COLUMNS, row))
+        v = dict(zip(_RUN_COLUMNS, row, strict=False))
         status = v["status"]
         if status == "running" and liveness.lost(v["host"], v["pid"], v["process_started"], v["heartbeat"]):
             status = "lost"

@@ -120,9 +120,9 @@ def test_the_type_checker_reports_wrong_sets(typeroot, tmp_path):
     script.write_text(BAD_SCRIPT)
     result = mypy(typeroot, str(script))
     lines = result.stdout.splitlines()
-    assert any(":12:" in l and "int" in l for l in lines), result.stdout
-    assert any(":13:" in l and "float" in l for l in lines), result.stdout
-    assert any(":14:" in l and "n_sampels" in l for l in lines), result.stdout
+    assert any(":12:" in line and "int" in line for line in lines), result.stdout
+    assert any(":13:" in line and "float" in line for line in lines), result.stdout
+    assert any(":14:" in line and "n_sampels" in line for line in lines), result.stdout
 
 
 @pytest.mark.parametrize("guide", ["concepts.md", "writing-features.md"])

@@ -228,7 +228,7 @@ def test_model_charts_write_weight_and_gradient_histograms_and_norms(s, tmp_path
             histograms = accumulator.Histograms(f"{kind}/{tag}")
             norms = accumulator.Scalars(f"{kind}_norm/{tag}")
             assert [h.step for h in histograms] == [n.step for n in norms] == [256, 512, 768]
-            for histogram, norm, (_, tensors) in zip(histograms, norms, seen):
+            for histogram, norm, (_, tensors) in zip(histograms, norms, seen, strict=False):
                 tensor = tensors[name][index]
                 value = histogram.histogram_value
                 assert value.num == tensor.numel()

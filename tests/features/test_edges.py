@@ -155,7 +155,7 @@ def test_accumulation_steps_at_every_epoch_end_as_lightning(digits):
             (torch.nn.functional.cross_entropy(model(xb), yb) / 3).backward()
             if (index + 1) % 3 == 0 or index + 1 == len(loader):
                 optimizer.step()
-    for mine, reference in zip(trained, model.parameters()):
+    for mine, reference in zip(trained, model.parameters(), strict=True):
         assert torch.equal(mine, reference)
 
 
@@ -174,7 +174,7 @@ def test_resume_with_gradient_accumulation_is_exact_from_every_position(digits, 
             Checkpoint(tmp_path / "resumed", trigger=trainer.n_iteration_completed_ref, n_saved=1)
             Checkpoint.load(path)
             trainer.run()
-            for mine, theirs in zip(trainer.model.module.parameters(), reference):
+            for mine, theirs in zip(trainer.model.module.parameters(), reference, strict=True):
                 assert torch.equal(mine, theirs), f"resumed from {path.name}"
 
 

@@ -337,11 +337,11 @@ def test_resume_with_a_seeded_loader_draws_the_same_order(s):
     for stop in (2, 4, 6, 8):  # mid-epoch, and at an epoch boundary
         with State():
             part: list = []
-            engine = Engine("e", lambda e, b: part.append(b.tolist()), data=loader(), n_epochs=3)
+            engine = Engine("e", lambda e, b, part=part: part.append(b.tolist()), data=loader(), n_epochs=3)
             snapshot = snapshot_at(engine, stop)
         with State() as fresh:
             rest: list = []
-            resumed = Engine("e", lambda e, b: rest.append(b.tolist()), data=loader(), n_epochs=3)
+            resumed = Engine("e", lambda e, b, rest=rest: rest.append(b.tolist()), data=loader(), n_epochs=3)
             fresh.load_state_dict(snapshot)
             resumed.run()
         assert part + rest == full, stop

@@ -196,7 +196,7 @@ def test_an_evaluator_run_from_a_trainer_callback_counts():
 
 def test_validation_by_hand_writes_no_best_checkpoint(digits, tmp_path):
     with State() as s:
-        model, trainer, evaluator = _pipeline(digits, n_epochs=2)
+        _model, trainer, evaluator = _pipeline(digits, n_epochs=2)
         score = s.val_evaluator_accuracy.value_ref
         best = Checkpoint(tmp_path / "best", trigger=score, score_ref=score, n_saved=None)
         every = Checkpoint(tmp_path / "every", trigger=score, score_ref=score, n_saved=None, manual_runs=True,
@@ -260,7 +260,7 @@ def test_clipping_matches_a_hand_written_torch_loop_bit_for_bit(digits, algorith
     with State():
         unclipped, trainer, _ = _pipeline(digits, lr=0.5, n_epochs=2, metrics=())
         trainer.run()
-    assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), unclipped.parameters()))  # it clipped
+    assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), unclipped.parameters(), strict=True))  # it clipped
 
 
 def test_clipping_with_gradient_accumulation_clips_the_accumulated_gradient(digits):

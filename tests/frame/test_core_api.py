@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from typing import ClassVar
 
 import pytest
 
@@ -205,7 +206,7 @@ def test_an_override_that_forgets_to_take_its_key_out_is_caught(s):
 
 class Resource(Feature):
     category = "writers"
-    closed: list[str] = []
+    closed: ClassVar[list[str]] = []
 
     def close(self) -> None:
         Resource.closed.append(self.name)

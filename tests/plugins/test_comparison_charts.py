@@ -330,7 +330,7 @@ def test_engines_compared_against_wall_time_share_the_clocks_origin(s, tmp_path)
             assert steps == sorted(steps) and steps[-1] - steps[0] >= 2 * 60  # two epochs of 6 x 10 ms apart
             # The step is the elapsed time at which TensorBoard stamped the point.
             stamped = [1000 * (e.wall_time - started) for e in multiplexer.Scalars(run, chart.title)]
-            assert all(abs(ms - step) < 250 for ms, step in zip(stamped, steps)), (stamped, steps)
+            assert all(abs(ms - step) < 250 for ms, step in zip(stamped, steps, strict=False)), (stamped, steps)
 
 
 def test_per_class_metrics_give_a_curve_per_class_and_matrices_are_skipped(s, tmp_path):

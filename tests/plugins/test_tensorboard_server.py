@@ -73,7 +73,7 @@ def log_dir(tmp_path_factory) -> Path:
 
 
 def test_the_example_writes_one_run_per_engine(log_dir):
-    assert sorted(p.name for p in log_dir.iterdir() if p.is_dir()) == sorted(ENGINES + ["hparams"])
+    assert sorted(p.name for p in log_dir.iterdir() if p.is_dir()) == sorted([*ENGINES, "hparams"])
 
 
 def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
@@ -85,7 +85,7 @@ def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
         sys.executable, "-m", "tensorboard.main", "--logdir", str(log_dir), "--host", "127.0.0.1",
         "--port", str(port), "--load_fast", "false", "--reload_interval", "1",
     ]  # fmt: skip
-    stderr = open(tmp_path / "tensorboard.log", "w+")
+    stderr = open(tmp_path / "tensorboard.log", "w+")  # noqa: SIM115  # the server's, closed in the finally below
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
     try:
         # The layout: the comparison category first, one Multiline chart per metric type.
@@ -105,7 +105,7 @@ def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
             for run in ENGINES:
                 query = urllib.parse.urlencode({"run": run, "tag": regex})
                 answer = wait_for(
-                    lambda: get(f"{base}/data/plugin/custom_scalars/scalars?{query}"), server, f"{run} {regex}"
+                    lambda query=query: get(f"{base}/data/plugin/custom_scalars/scalars?{query}"), server, f"{run} {regex}"
                 )
                 assert answer["regex_valid"] is True
                 answer = answer["tag_to_events"]
