@@ -162,7 +162,8 @@ def bench_dispatch(n_items: int, repeats: int) -> int:
         for _, n, every, arity, _ in DISPATCH_ROWS:
             samples.setdefault(("statefire", n, every, arity), []).append(time_statefire(data, n, every, arity))
         floor_callbacks = _noops(10, 0)
-        samples.setdefault(("floor",), []).append(_timed(lambda callbacks=floor_callbacks: floor_loop(data, callbacks))[0])
+        floor = _timed(lambda callbacks=floor_callbacks: floor_loop(data, callbacks))[0]
+        samples.setdefault(("floor",), []).append(floor)
 
     def ns(key: tuple) -> tuple[float, float]:
         median, best = _summary(samples[key])
@@ -247,7 +248,9 @@ def ignite_workload(model, optimizer, train_loader, eval_loaders, n_epochs: int)
     trainer = create_supervised_trainer(model, optimizer, LOSS_FN)
     evaluators = []
     for loader in eval_loaders:
-        evaluator = create_supervised_evaluator(model, metrics={"accuracy": IgniteAccuracy(), "loss": IgniteLoss(LOSS_FN)})
+        evaluator = create_supervised_evaluator(
+            model, metrics={"accuracy": IgniteAccuracy(), "loss": IgniteLoss(LOSS_FN)}
+        )
         trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _, e=evaluator, d=loader: e.run(d))
         evaluators.append(evaluator)
     trainer.run(train_loader, max_epochs=n_epochs)

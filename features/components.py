@@ -468,7 +468,9 @@ def _named_paths(attrs: Any, where: str, cls: type) -> dict[str, str]:
         elif name in reserved:
             problem = f"is an attribute of {cls.__name__} itself"
         if problem:
-            hint = f"give it another name in a dict, e.g. {{'my_name': {path!r}}}" if from_list else "choose another name"
+            hint = (
+                f"give it another name in a dict, e.g. {{'my_name': {path!r}}}" if from_list else "choose another name"
+            )
             raise NameConflictError(f"{where}: the name {name!r} of path {path!r} {problem}; {hint}")
     return dict(pairs)
 

@@ -36,8 +36,8 @@ class EarlyStopping(Feature):
     """Terminates `trainer` when `score_ref` has not improved for `patience` evaluations.
 
     ignite's `EarlyStopping` needs an ignite `Engine` as trainer, so this is
-    its logic (same `min_delta` / `cumulative_delta` semantics) over a ref: it runs each time `score_ref` fires, typically an
-    evaluator's metric `value_ref`.
+    its logic (same `min_delta` / `cumulative_delta` semantics) over a ref: it runs each time `score_ref` fires,
+    typically an evaluator's metric `value_ref`.
 
     Which way is better comes from the metric (`Loss` lower, `Accuracy`
     higher, ignite metrics by a table); for a score of unknown direction

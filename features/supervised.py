@@ -178,7 +178,13 @@ class SupervisedTrainer(Engine, _Supervised):
         if not isinstance(scaler, (bool, torch.amp.GradScaler)):
             raise TypeError(f"scaler of trainer {name!r} must be a bool or a torch.amp.GradScaler, got {scaler!r}")
         clip = _gradient_clipping(clip_grad_norm, clip_grad_value, name)
-        super().__init__(name, cast(Callable[[Engine, Any], Any], SupervisedTrainer._step), data, n_epochs=n_epochs, epoch_length=epoch_length)
+        super().__init__(
+            name,
+            cast(Callable[[Engine, Any], Any], SupervisedTrainer._step),
+            data,
+            n_epochs=n_epochs,
+            epoch_length=epoch_length,
+        )
         _setup(self, model, device, non_blocking, prepare_batch, output_transform, amp_mode)
         self.optimizer = Optimizer.of(optimizer)
         self.loss_fn = loss_fn

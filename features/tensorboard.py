@@ -190,7 +190,9 @@ def _layout_summary(layout: Any) -> Any:
 
     tensor = TensorProto(dtype="DT_STRING", string_val=[layout.SerializeToString()], tensor_shape=TensorShapeProto())
     plugin_data = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME)
-    value = Summary.Value(tag=metadata.CONFIG_SUMMARY_TAG, tensor=tensor, metadata=SummaryMetadata(plugin_data=plugin_data))
+    value = Summary.Value(
+        tag=metadata.CONFIG_SUMMARY_TAG, tensor=tensor, metadata=SummaryMetadata(plugin_data=plugin_data)
+    )
     return Summary(value=[value])
 
 

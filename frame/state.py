@@ -45,7 +45,9 @@ class Container(Observable):
         ['hp'] 1 True
     """
 
-    added: StateObject[Feature | None] = StateObject(persist=False, doc="fires with each feature once it is constructed")
+    added: StateObject[Feature | None] = StateObject(
+        persist=False, doc="fires with each feature once it is constructed"
+    )
     removed: StateObject[Feature | None] = StateObject(persist=False, doc="fires with each feature removed")
     added_ref: Ref[Feature | None]
     removed_ref: Ref[Feature | None]

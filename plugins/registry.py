@@ -339,7 +339,8 @@ class Registry:
         return RunRecord(
             id=v["id"], experiment=v["experiment"], name=v["name"], status=status, params=_loads(v["config"], {}),
             metrics=_loads(v["metrics"], {}), started=v["started"], duration=v["duration"],
-            dir=self.root / v["experiment"] / v["id"], git=_loads(v["git"], None),  # dir: from where the registry is read
+            # dir: from where the registry is read
+            dir=self.root / v["experiment"] / v["id"], git=_loads(v["git"], None),
             ended=v["ended"], heartbeat=v["heartbeat"], host=v["host"], pid=v["pid"],
             error=_loads(v["error"], None), _registry=self,
         )

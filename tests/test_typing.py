@@ -184,7 +184,10 @@ def test_declared_ref_annotations_match_state_objects():
 def test_the_wheel_ships_py_typed(tmp_path):
     """The built wheel holds `statefire/{frame,features,plugins}/py.typed`."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+            "-w", str(tmp_path), str(ROOT),
+        ],
         check=True, capture_output=True, timeout=300,
     )
     (wheel,) = tmp_path.glob("statefire-*.whl")

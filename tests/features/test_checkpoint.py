@@ -35,7 +35,9 @@ def _trainer(digits, n_epochs: int = 2, seed: int = 0) -> SupervisedTrainer:
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
-    model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(16, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(16, 10)
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     return SupervisedTrainer(model, optimizer, torch.nn.functional.cross_entropy, loader, n_epochs=n_epochs)
 

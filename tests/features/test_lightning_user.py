@@ -260,7 +260,8 @@ def test_clipping_matches_a_hand_written_torch_loop_bit_for_bit(digits, algorith
     with State():
         unclipped, trainer, _ = _pipeline(digits, lr=0.5, n_epochs=2, metrics=())
         trainer.run()
-    assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), unclipped.parameters(), strict=True))  # it clipped
+    clipped = not all(torch.equal(a, b) for a, b in zip(model.parameters(), unclipped.parameters(), strict=True))
+    assert clipped
 
 
 def test_clipping_with_gradient_accumulation_clips_the_accumulated_gradient(digits):
@@ -276,9 +277,21 @@ def test_clipping_with_gradient_accumulation_clips_the_accumulated_gradient(digi
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"clip_grad_norm": 1.0, "clip_grad_value": 0.5}, ValueError, r"takes clip_grad_norm or clip_grad_value, not both"),
-        ({"clip_grad_norm": 0}, ValueError, r"clip_grad_norm of trainer 'trainer' must be a positive number or None, got 0"),
-        ({"clip_grad_value": "1"}, TypeError, r"clip_grad_value of trainer 'trainer' must be a positive number or None"),
+        (
+            {"clip_grad_norm": 1.0, "clip_grad_value": 0.5},
+            ValueError,
+            r"takes clip_grad_norm or clip_grad_value, not both",
+        ),
+        (
+            {"clip_grad_norm": 0},
+            ValueError,
+            r"clip_grad_norm of trainer 'trainer' must be a positive number or None, got 0",
+        ),
+        (
+            {"clip_grad_value": "1"},
+            TypeError,
+            r"clip_grad_value of trainer 'trainer' must be a positive number or None",
+        ),
     ],
 )  # fmt: skip
 def test_clipping_arguments_are_checked(kwargs, error, message):

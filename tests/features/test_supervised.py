@@ -173,7 +173,9 @@ def test_the_scaler_is_restored_with_the_state(s):
 
 def test_amp_arguments_are_checked(s):
     model = torch.nn.Linear(2, 2)
-    with pytest.raises(ValueError, match=r"amp_mode of engine 'trainer' must be None or 'amp', got 'apex'; apex is not"):
+    with pytest.raises(
+        ValueError, match=r"amp_mode of engine 'trainer' must be None or 'amp', got 'apex'; apex is not"
+    ):
         SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.functional.mse_loss, [],
                           amp_mode="apex")
     with pytest.raises(TypeError, match=r"scaler of trainer 'trainer' must be a bool or a torch.amp.GradScaler, got 2"):

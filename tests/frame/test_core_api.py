@@ -181,7 +181,9 @@ def test_strict_loading_fails_when_saved_keys_are_not_restored(s):
     """A key a feature's state_dict adds without a matching load_state_dict is refused, by path."""
     Forgetful(name="f")
     saved = s.state_dict()
-    with pytest.raises(StateDictError, match=r"saved but restored by nothing: components\.f\.buffer.*override load_state_dict"):
+    with pytest.raises(
+        StateDictError, match=r"saved but restored by nothing: components\.f\.buffer.*override load_state_dict"
+    ):
         s.load_state_dict(saved)
     with pytest.raises(StateDictError, match=r"components\.f\.buffer"):
         s.f.load_state_dict(saved["components"]["f"])  # the feature's own hook says the same
@@ -328,7 +330,9 @@ def test_a_state_cannot_be_copied_or_pickled(how):
     """Copying or pickling a State (also inside its with-block) says to use state_dict/load_state_dict."""
     with State() as st:
         Trainer(name="trainer")
-        with pytest.raises(CopyError, match=r"a State cannot be copied or pickled.*state_dict\(\).*load_state_dict\(\)"):
+        with pytest.raises(
+            CopyError, match=r"a State cannot be copied or pickled.*state_dict\(\).*load_state_dict\(\)"
+        ):
             how(st)
     assert isinstance(CopyError("x"), TypeError)
 

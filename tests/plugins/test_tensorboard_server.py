@@ -98,14 +98,17 @@ def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
             ("accuracy", ["^accuracy(/\\d+)?$"]),
             ("loss", ["^loss(/\\d+)?$"]),
         ]
-        assert [c["title"] for c in layout[1:]] == [f"{e} metrics" for e in ("trainer", "cv_evaluator", "val_evaluator")]
+        titles = [c["title"] for c in layout[1:]]
+        assert titles == [f"{e} metrics" for e in ("trainer", "cv_evaluator", "val_evaluator")]
 
         for chart in comparison["chart"]:
             regex = chart["multiline"]["tag"][0]
             for run in ENGINES:
                 query = urllib.parse.urlencode({"run": run, "tag": regex})
                 answer = wait_for(
-                    lambda query=query: get(f"{base}/data/plugin/custom_scalars/scalars?{query}"), server, f"{run} {regex}"
+                    lambda query=query: get(f"{base}/data/plugin/custom_scalars/scalars?{query}"),
+                    server,
+                    f"{run} {regex}",
                 )
                 assert answer["regex_valid"] is True
                 answer = answer["tag_to_events"]
@@ -115,7 +118,8 @@ def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
                 assert steps == [N_TRAIN * epoch for epoch in range(1, N_EPOCHS + 1)]
                 expected = [e.value for e in on_disk.Scalars(run, chart["title"])]
                 np.testing.assert_allclose([point[2] for point in series], expected, rtol=1e-6)
-                plain = get(f"{base}/data/plugin/scalars/scalars?{urllib.parse.urlencode({'run': run, 'tag': chart['title']})}")
+                plain_query = urllib.parse.urlencode({"run": run, "tag": chart["title"]})
+                plain = get(f"{base}/data/plugin/scalars/scalars?{plain_query}")
                 assert [point[1:] for point in plain] == [point[1:] for point in series]
             if chart["title"] == "accuracy":
                 assert 0.8 < series[-1][2] <= 1.0  # the validation accuracy of a trained model
@@ -139,4 +143,5 @@ def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
             server.kill()
             server.wait(timeout=15)
         stderr.close()
-    assert re.search(r"TensorBoard [\d.]+ at http://127\.0\.0\.1:" + str(port), (tmp_path / "tensorboard.log").read_text())
+    started = (tmp_path / "tensorboard.log").read_text()
+    assert re.search(r"TensorBoard [\d.]+ at http://127\.0\.0\.1:" + str(port), started)
