@@ -37,15 +37,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
-from ignite.utils import apply_to_type  # noqa: E402
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from ignite.utils import apply_to_type
 
-from statefire.features import Engine, SupervisedTrainer, TerminateOnNan  # noqa: E402
-from statefire.features.checkpoint import _gather_process_states  # noqa: E402
-from statefire.features.distributed import process_group  # noqa: E402
-from statefire.frame import State  # noqa: E402
+from statefire.features import Engine, SupervisedTrainer, TerminateOnNan
+from statefire.features.checkpoint import _gather_process_states
+from statefire.features.distributed import process_group
+from statefire.frame import State
 
 
 class TerminateOnNanAlone(TerminateOnNan):

@@ -46,17 +46,17 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import torch  # noqa: E402
-from ignite.engine import Engine as IgniteEngine  # noqa: E402
-from ignite.engine import Events, create_supervised_evaluator, create_supervised_trainer  # noqa: E402
-from ignite.metrics import Accuracy as IgniteAccuracy  # noqa: E402
-from ignite.metrics import Loss as IgniteLoss  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+import torch
+from ignite.engine import Engine as IgniteEngine
+from ignite.engine import Events, create_supervised_evaluator, create_supervised_trainer
+from ignite.metrics import Accuracy as IgniteAccuracy
+from ignite.metrics import Loss as IgniteLoss
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.features import Engine, SupervisedEvaluator, SupervisedTrainer  # noqa: E402
-from statefire.frame import State  # noqa: E402
+from statefire.features import Engine, SupervisedEvaluator, SupervisedTrainer
+from statefire.frame import State
 
 T = TypeVar("T")
 
@@ -104,7 +104,7 @@ def raw_loop(data: range, callbacks: list[Callable[[], None]], every: int | None
     iteration = 0
     for batch in data:
         _process(None, batch)
-        iteration += 1
+        iteration += 1  # noqa: SIM113  # the counter an engine keeps is what this floor measures
         if every is None or iteration % every == 0:
             for fn in callbacks:
                 fn()
@@ -162,7 +162,8 @@ def bench_dispatch(n_items: int, repeats: int) -> int:
         for _, n, every, arity, _ in DISPATCH_ROWS:
             samples.setdefault(("statefire", n, every, arity), []).append(time_statefire(data, n, every, arity))
         floor_callbacks = _noops(10, 0)
-        samples.setdefault(("floor",), []).append(_timed(lambda: floor_loop(data, floor_callbacks))[0])
+        floor = _timed(lambda callbacks=floor_callbacks: floor_loop(data, callbacks))[0]
+        samples.setdefault(("floor",), []).append(floor)
 
     def ns(key: tuple) -> tuple[float, float]:
         median, best = _summary(samples[key])
@@ -247,7 +248,9 @@ def ignite_workload(model, optimizer, train_loader, eval_loaders, n_epochs: int)
     trainer = create_supervised_trainer(model, optimizer, LOSS_FN)
     evaluators = []
     for loader in eval_loaders:
-        evaluator = create_supervised_evaluator(model, metrics={"accuracy": IgniteAccuracy(), "loss": IgniteLoss(LOSS_FN)})
+        evaluator = create_supervised_evaluator(
+            model, metrics={"accuracy": IgniteAccuracy(), "loss": IgniteLoss(LOSS_FN)}
+        )
         trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _, e=evaluator, d=loader: e.run(d))
         evaluators.append(evaluator)
     trainer.run(train_loader, max_epochs=n_epochs)
@@ -257,7 +260,7 @@ def ignite_workload(model, optimizer, train_loader, eval_loaders, n_epochs: int)
 def statefire_workload(model, optimizer, train_loader, eval_loaders, n_epochs: int) -> float:
     with State() as state:
         trainer = SupervisedTrainer(model, optimizer, LOSS_FN, train_loader, n_epochs=n_epochs)
-        for name, loader in zip(["train_evaluator", "val_evaluator"], eval_loaders):
+        for name, loader in zip(["train_evaluator", "val_evaluator"], eval_loaders, strict=False):
             SupervisedEvaluator(model, loader, name=name, run_on=trainer.n_epoch_completed_ref,
                                 metrics=["accuracy", "loss"], loss_fn=LOSS_FN)
         trainer.run()
@@ -278,7 +281,7 @@ def bench_workload(n_epochs: int, repeats: int) -> int:
         for name in names[repeat % 3:] + names[:repeat % 3]:  # rotate who goes first
             workload = WORKLOADS[name]
             parts = setup(split)
-            elapsed, accuracy[name] = _timed(lambda: workload(*parts, n_epochs))
+            elapsed, accuracy[name] = _timed(lambda workload=workload, parts=parts: workload(*parts, n_epochs))
             seconds[name].append(elapsed)
 
     print(f"b) quickstart workload: trainer + 2 evaluators + 4 metrics, {n_epochs} epochs, "
@@ -340,7 +343,7 @@ def bench_memory(first: int, last: int) -> int:
     model, optimizer, train_loader, eval_loaders = setup(digits())
     with State():
         trainer = SupervisedTrainer(model, optimizer, LOSS_FN, train_loader, n_epochs=first)
-        for name, loader in zip(["train_evaluator", "val_evaluator"], eval_loaders):
+        for name, loader in zip(["train_evaluator", "val_evaluator"], eval_loaders, strict=False):
             SupervisedEvaluator(model, loader, name=name, run_on=trainer.n_epoch_completed_ref,
                                 metrics=["accuracy", "loss"], loss_fn=LOSS_FN)
         trainer.run()

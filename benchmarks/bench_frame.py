@@ -40,7 +40,7 @@ import sys
 import time
 import timeit
 
-from statefire.frame import Counter, Feature, State, StateObject  # noqa: E402
+from statefire.frame import Counter, Feature, State, StateObject
 
 
 class Plain:

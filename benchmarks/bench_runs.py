@@ -29,10 +29,9 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import State
 from statefire.features import AverageOutput, Engine, SupervisedEvaluator, SupervisedTrainer
-from statefire.plugins import Registry, Run
-from statefire.plugins import _snapshot
+from statefire.frame import State
+from statefire.plugins import Registry, Run, _snapshot
 from statefire.plugins.registry import _put
 
 
@@ -75,7 +74,7 @@ def bench_workload(n_epochs: int, repeats: int, root: Path) -> None:
                     run.finish()
                     finish.append(time.perf_counter() - start)
     best_plain, best_run = min(times[False]), min(times[True])
-    pairs = sorted(r / p for r, p in zip(times[True], times[False]))
+    pairs = sorted(r / p for r, p in zip(times[True], times[False], strict=False))
     print(f"quickstart, {n_epochs} epochs, best of {repeats}: without Run {best_plain:.3f} s, "
           f"with Run {best_run:.3f} s -> ratio {best_run / best_plain:.3f} (target <= 1.02); "
           f"median ratio of the {len(pairs)} side-by-side pairs {pairs[len(pairs) // 2]:.3f}")
@@ -89,12 +88,12 @@ def bench_set(n: int, root: Path) -> None:
         engine = Engine("worker", lambda engine, batch: batch, data=[1.0])
         metric = AverageOutput(engine=engine, name="mean")
         start = time.perf_counter()
-        for i in range(n):
+        for _ in range(n):
             metric.value = 0.5
         bare = time.perf_counter() - start
         run = Run(root, experiment="bench", snapshot=False)
         start = time.perf_counter()
-        for i in range(n):
+        for _ in range(n):
             metric.value = 0.5
         recorded = time.perf_counter() - start
         run.finish()

@@ -26,8 +26,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import State
 from statefire.features import SupervisedEvaluator, SupervisedTrainer
+from statefire.frame import State
 from statefire.plugins import ExperimentTree
 from statefire.plugins import trees as trees_module
 

@@ -43,13 +43,13 @@ if importlib.util.find_spec("lightning") is None:
           "pip install lightning with your torch version pinned, in a scratch environment)")  # fmt: skip
     raise SystemExit(0)
 
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+import lightning as L
+import torch
+from sklearn.datasets import load_digits
+from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.features import EarlyStopping, SupervisedEvaluator, SupervisedTrainer, predict  # noqa: E402
-from statefire.frame import State  # noqa: E402
+from statefire.features import EarlyStopping, SupervisedEvaluator, SupervisedTrainer, predict
+from statefire.frame import State
 
 torch.set_num_threads(1)
 for noisy in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -88,30 +88,30 @@ class LitClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def training_step(self, batch, batch_idx):
         x, y = batch
         return CE(self(x), y)
 
-    def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def validation_step(self, batch, batch_idx):
         x, y = batch
         loss = CE(self(x), y)
         self.log("val_loss", loss)
         if not self.trainer.sanity_checking:
             self.val_losses.append(loss.item())
 
-    def predict_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def predict_step(self, batch, batch_idx):
         return self(batch[0])
 
-    def configure_optimizers(self):  # noqa: ANN201
+    def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=LR)
 
 
-def lightning_trainer(**kwargs) -> L.Trainer:  # noqa: ANN003
+def lightning_trainer(**kwargs) -> L.Trainer:
     return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                      enable_progress_bar=False, enable_model_summary=False, **kwargs)  # fmt: skip
 
 
-def lightning_fit(max_epochs: int, early_stop: bool, **kwargs) -> tuple[LitClassifier, float]:  # noqa: ANN003
+def lightning_fit(max_epochs: int, early_stop: bool, **kwargs) -> tuple[LitClassifier, float]:
     module = LitClassifier()
     callbacks = [L.pytorch.callbacks.EarlyStopping(monitor="val_loss", patience=3)] if early_stop else []
     trainer = lightning_trainer(max_epochs=max_epochs, callbacks=callbacks, **kwargs)
@@ -120,7 +120,7 @@ def lightning_fit(max_epochs: int, early_stop: bool, **kwargs) -> tuple[LitClass
     return module, time.perf_counter() - start
 
 
-def statefire_fit(max_epochs: int, early_stop: bool, mode: str | None = None, **kwargs):  # noqa: ANN003, ANN201
+def statefire_fit(max_epochs: int, early_stop: bool, mode: str | None = None, **kwargs):
     with State() as state:
         model = make_model()
         trainer = SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=LR), CE, train_loader(),

@@ -20,7 +20,7 @@ import griffe
 _SINGULAR = re.compile(r"^(\s*)Example:[ \t]*$", re.M)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lines(path: Path) -> tuple[str, ...]:
     return tuple(path.read_text(encoding="utf-8").splitlines())
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -91,10 +92,8 @@ def link_packages(root: Path) -> Path:
         if not link.is_symlink() or link.resolve() != (root / name).resolve():
             if link.is_symlink() or link.exists():
                 link.unlink()
-            try:
+            with contextlib.suppress(FileExistsError):  # a build running at the same time made it
                 link.symlink_to(root / name, target_is_directory=True)
-            except FileExistsError:  # a build running at the same time made it
-                pass
     return api.parent
 
 
@@ -143,7 +142,7 @@ def api_markdown(package: str) -> str:
         if section:
             lines += [f"## {section}", ""]
         for identifier in identifiers:
-            lines += [f"::: {identifier}", f"    options:", f"      heading_level: {3 if section else 2}", ""]
+            lines += [f"::: {identifier}", "    options:", f"      heading_level: {3 if section else 2}", ""]
     return "\n".join(lines)
 
 

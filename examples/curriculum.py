@@ -26,8 +26,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from statefire.frame import State
 from statefire.features import Checkpoint, Component, ScalarChart, SupervisedEvaluator, SupervisedTrainer, TensorBoard
+from statefire.frame import State
 
 out_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/curriculum")
 N_EPOCHS, RAISE_EVERY, STEP = 10, 2, 0.15
@@ -95,7 +95,9 @@ def build(run_dir):
 def log_epochs(state):
     trainer, noise, accuracy = state.trainer, state.noise, state.val_evaluator_accuracy
     trainer.n_epoch_completed_ref.attach(
-        lambda epoch: print(f"  epoch {epoch:2d}  val accuracy {accuracy.value:.3f}  noise from now on {noise.strength:.2f}"),
+        lambda epoch: print(
+            f"  epoch {epoch:2d}  val accuracy {accuracy.value:.3f}  noise from now on {noise.strength:.2f}"
+        ),
         priority=-1,  # after the evaluator and the raise
     )
 
@@ -132,7 +134,9 @@ with State() as resumed:
     trainer.run()
     resumed.tensor_board.close()
 
-same_weights = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+same_weights = all(
+    torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True)
+)
 same_noise = resumed.noise.strength == straight.noise.strength
 print(f"resumed run identical to the straight one: weights {same_weights}, noise strength {same_noise}")
 if not (same_weights and same_noise):

@@ -17,8 +17,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import state
 from statefire.features import SupervisedEvaluator, SupervisedTrainer, TensorBoard
+from statefire.frame import state
 from statefire.plugins import DataFlowGraph, EnginesMetricsComparisonCharts, Run
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/demo")

@@ -25,14 +25,12 @@ Run: python examples/four_levels.py
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import Counter, Feature, Ref, StateObject, state
 from statefire.features import Accuracy, Engine, Loss, Metric, SupervisedEvaluator, SupervisedTrainer
+from statefire.frame import Counter, Feature, Ref, StateObject, state
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # a model this small trains faster on one thread

@@ -17,8 +17,8 @@ from sklearn.model_selection import train_test_split
 from torch.nn.utils import prune as torch_prune
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import State
 from statefire.features import ScalarChart, SupervisedEvaluator, SupervisedTrainer, TensorBoard
+from statefire.frame import State
 from statefire.plugins import ExperimentTree
 
 torch.set_num_threads(1)  # a model this small trains faster on one thread

@@ -10,8 +10,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import state
 from statefire.features import SupervisedEvaluator, SupervisedTrainer
+from statefire.frame import state
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # a model this small trains faster on one thread

@@ -14,8 +14,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import Params, State
 from statefire.features import Checkpoint, SupervisedEvaluator, SupervisedTrainer, TensorBoard
+from statefire.frame import Params, State
 from statefire.plugins import EnginesMetricsComparisonCharts, Registry, Run
 
 torch.set_num_threads(1)

@@ -19,8 +19,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import Params, state
 from statefire.features import Accuracy, Loss, SupervisedEvaluator, SupervisedTrainer, TensorBoard
+from statefire.frame import Params, state
 from statefire.plugins import EnginesMetricsCharts, EnginesMetricsComparisonCharts, HParams
 
 log_dir = sys.argv[1] if len(sys.argv) > 1 else "runs/three_engines"

@@ -183,7 +183,8 @@ class ScalarChart(_Chart):
 
     def _write_or_hold(self, value: Any) -> None:
         engine = self._engine  # attached only when there is one
-        if engine is not None and engine.n_iteration_started > engine.n_iteration_completed:  # inside an iteration: x has not moved yet
+        # inside an iteration: x has not moved yet
+        if engine is not None and engine.n_iteration_started > engine.n_iteration_completed:
             self._held = (value,)
         else:
             self.write(value)

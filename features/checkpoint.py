@@ -39,8 +39,8 @@ from statefire.frame.errors import FrameError
 
 from . import engine as _engine
 from ._artifacts import CHECKPOINTS, artifact_dir
-from ._priorities import CHECKPOINT_PRIORITY
 from ._judging import in_training, resolve_mode
+from ._priorities import CHECKPOINT_PRIORITY
 from .distributed import is_main_process, process_group, process_rank
 
 __all__ = [
@@ -166,8 +166,8 @@ def _write_atomically(payload: Any, path: Path, func: Any = torch.save) -> None:
         if full is not None:
             raise OSError(
                 full.errno,
-                f"{_SPACE_ERRORS.get(full.errno or 0, full.strerror)} while writing checkpoint {str(path)!r}: the file was not "
-                "written and the previous checkpoints are intact; free space in that directory "
+                f"{_SPACE_ERRORS.get(full.errno or 0, full.strerror)} while writing checkpoint {str(path)!r}: "
+                "the file was not written and the previous checkpoints are intact; free space in that directory "
                 "(or raise the limit), or give Checkpoint another dirname",
                 str(path),
             ) from error
@@ -287,7 +287,9 @@ class Checkpoint(Feature):
             raise ValueError(
                 f"mode of Checkpoint must be 'max' or 'min', got {mode!r} (or leave it out: the metric's direction)"
             )
-        if prefix is not None and (not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix)):
+        if prefix is not None and (
+            not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix)
+        ):
             raise ValueError(f"prefix of Checkpoint must be a plain file-name part, got {prefix!r}")
         if dirname is not None:
             _check_directory(Path(dirname))
@@ -719,7 +721,11 @@ def _check_payload(payload: dict[str, Any], path: Path) -> None:
     if version != _VERSION:
         raise CheckpointError(
             f"checkpoint {name!r} has format version {version!r}; this statefire reads version {_VERSION}"
-            + (": it was written by a newer statefire, upgrade to load it" if isinstance(version, int) and version > _VERSION else "")
+            + (
+                ": it was written by a newer statefire, upgrade to load it"
+                if isinstance(version, int) and version > _VERSION
+                else ""
+            )
         )
     number = payload["save_number"]
     if isinstance(number, bool) or not isinstance(number, int) or number < 1:
@@ -754,7 +760,11 @@ def _rng_problem(rng: Any) -> str | None:
     try:
         torch.Generator().set_state(state)
     except (TypeError, ValueError, RuntimeError):
-        return f"rng.torch: expected a uint8 tensor like torch.get_rng_state() (shape {tuple(torch.get_rng_state().shape)}), found {state.dtype} of shape {tuple(state.shape)}"
+        return (
+            "rng.torch: expected a uint8 tensor like torch.get_rng_state() "
+            f"(shape {tuple(torch.get_rng_state().shape)}), "
+            f"found {state.dtype} of shape {tuple(state.shape)}"
+        )
     if not isinstance(rng.get("cuda", []), list):
         return f"rng.cuda: expected a list of tensors, found {type(rng['cuda']).__name__}"
     return None

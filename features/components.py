@@ -7,7 +7,7 @@ import difflib
 import inspect
 import keyword
 from collections.abc import Iterable, Mapping, MutableMapping, MutableSequence, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -39,7 +39,7 @@ class Model(Feature):
     """
 
     category = "components"
-    extra_state = {"module": "_bare_module"}
+    extra_state: ClassVar[dict[str, str]] = {"module": "_bare_module"}
 
     def __init__(self, module: torch.nn.Module, *, name: str | None = None) -> None:
         if not isinstance(module, torch.nn.Module):
@@ -136,7 +136,7 @@ class Optimizer(Feature):
     """
 
     category = "components"
-    extra_state = {"optimizer": "optimizer"}
+    extra_state: ClassVar[dict[str, str]] = {"optimizer": "optimizer"}
 
     def __new__(cls, optimizer: Any = None, *, name: str | None = None) -> Any:
         if cls is Optimizer and isinstance(optimizer, torch.optim.Optimizer):
@@ -180,7 +180,7 @@ class Optimizer(Feature):
         if len(groups) != len(own):
             return [f"{where}.param_groups: expected {len(own)} groups (the optimizer's), found {len(groups)}"]
         problems = []
-        for index, (group, mine) in enumerate(zip(groups, own)):
+        for index, (group, mine) in enumerate(zip(groups, own, strict=True)):
             params = group.get("params") if isinstance(group, dict) else None
             if not isinstance(params, list) or len(params) != len(mine["params"]):
                 found = len(params) if isinstance(params, list) else type(params).__name__
@@ -468,7 +468,9 @@ def _named_paths(attrs: Any, where: str, cls: type) -> dict[str, str]:
         elif name in reserved:
             problem = f"is an attribute of {cls.__name__} itself"
         if problem:
-            hint = "give it another name in a dict, e.g. {'my_name': %r}" % path if from_list else "choose another name"
+            hint = (
+                f"give it another name in a dict, e.g. {{'my_name': {path!r}}}" if from_list else "choose another name"
+            )
             raise NameConflictError(f"{where}: the name {name!r} of path {path!r} {problem}; {hint}")
     return dict(pairs)
 

@@ -83,7 +83,9 @@ class Engine(Feature):
         >>> from statefire.features import Engine
         >>> with State() as s:
         ...     trainer = Engine("trainer", lambda engine, batch: sum(batch), data=[[1, 2], [3, 4]], n_epochs=2)
-        ...     handle = trainer.n_epoch_completed_ref.attach(lambda: print("epoch", trainer.n_epoch_completed, trainer.output))
+        ...     handle = trainer.n_epoch_completed_ref.attach(
+        ...         lambda: print("epoch", trainer.n_epoch_completed, trainer.output)
+        ...     )
         ...     _ = trainer.run()
         epoch 1 7
         epoch 2 7
@@ -437,7 +439,9 @@ class Engine(Feature):
         if data_state is not None and not (
             isinstance(data_state, dict) and set(data_state) <= {"epoch_start", "now"}
         ):
-            problems.append(f"{self.path}.data_state: expected a dict with 'epoch_start' and 'now', found {data_state!r:.80}")
+            problems.append(
+                f"{self.path}.data_state: expected a dict with 'epoch_start' and 'now', found {data_state!r:.80}"
+            )
         elif data_state is not None:
             generator = _order_generator(self.data)
             for key in ("epoch_start", "now"):
@@ -525,7 +529,10 @@ def _generator_state_problem(generator: Any, value: Any) -> str | None:
         return f"expected a generator state of type {type(current).__name__}, found {type(value).__name__}"
     shape, dtype = getattr(current, "shape", None), getattr(current, "dtype", None)
     if shape is not None and (getattr(value, "shape", None) != shape or getattr(value, "dtype", None) != dtype):
-        return f"expected a generator state of shape {tuple(shape)} and dtype {dtype}, found {tuple(value.shape)} {value.dtype}"
+        return (
+            f"expected a generator state of shape {tuple(shape)} and dtype {dtype}, "
+            f"found {tuple(value.shape)} {value.dtype}"
+        )
     return None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from ignite.handlers import ParamScheduler
@@ -22,8 +22,8 @@ from statefire.frame import Counter, Feature, FilteredRef, Ref, StateObject, as_
 from statefire.frame import check as validate  # `check` is also a method name here (EarlyStopping.check)
 
 from ._judging import in_training, resolve_mode
-from .distributed import _any_over, process_group
 from ._priorities import TIMER_START_PRIORITY, TIMER_STOP_PRIORITY
+from .distributed import _any_over, process_group
 from .engine import Engine
 
 __all__ = ["EarlyStopping", "TerminateOnNan", "LRScheduler", "Timer"]
@@ -36,8 +36,8 @@ class EarlyStopping(Feature):
     """Terminates `trainer` when `score_ref` has not improved for `patience` evaluations.
 
     ignite's `EarlyStopping` needs an ignite `Engine` as trainer, so this is
-    its logic (same `min_delta` / `cumulative_delta` semantics) over a ref: it runs each time `score_ref` fires, typically an
-    evaluator's metric `value_ref`.
+    its logic (same `min_delta` / `cumulative_delta` semantics) over a ref: it runs each time `score_ref` fires,
+    typically an evaluator's metric `value_ref`.
 
     Which way is better comes from the metric (`Loss` lower, `Accuracy`
     higher, ignite metrics by a table); for a score of unknown direction
@@ -262,7 +262,7 @@ class LRScheduler(Feature):
     category = "handlers"
 
     lr = StateObject(None, doc="the learning rate of the first param group", persist=False)
-    extra_state = {"scheduler": "scheduler"}
+    extra_state: ClassVar[dict[str, str]] = {"scheduler": "scheduler"}
 
     def __init__(self, scheduler: Any, *, trigger: Ref | FilteredRef, name: str | None = None) -> None:
         trigger = as_ref(trigger, "trigger of LRScheduler")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from statefire.frame import FilteredRef, Ref, snake_case
 
@@ -44,7 +44,7 @@ class IgniteMetric(Metric):
     """
 
     #: ignite's own state dict of the metric, saved where `Metric` saves its accumulators.
-    extra_state = {"accumulated": "metric"}
+    extra_state: ClassVar[dict[str, str]] = {"accumulated": "metric"}
 
     def __init__(
         self,

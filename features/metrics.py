@@ -7,7 +7,7 @@ imports no torch; `IgniteMetric` brings every `ignite.metrics` metric in.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from statefire.frame import Feature, FilteredRef, Ref, StateObject, as_ref, check, snake_case
 
@@ -92,7 +92,7 @@ class Metric(Feature):
     #: `AverageOutput` of a loss: `average.higher_is_better = False`.
     higher_is_better: bool | None = None
     #: `accumulators` are saved under `accumulated` (an `IgniteMetric` saves its ignite metric's state there).
-    extra_state = {"accumulated": "_accumulated"}
+    extra_state: ClassVar[dict[str, str]] = {"accumulated": "_accumulated"}
 
     def __init__(
         self,
@@ -224,7 +224,7 @@ def _one_number(value: Any, metric: Metric) -> Any:
         if value.numel() == 1 and not value.is_complex():
             return value.detach().reshape(())
         problem = f"a tensor of shape {tuple(value.shape)}"
-    elif isinstance(value, bool) or isinstance(value, (str, bytes)):
+    elif isinstance(value, (bool, str, bytes)):
         problem = f"{type(value).__name__} {value!r:.60}"
     else:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -150,7 +150,7 @@ class SupervisedTrainer(Engine, _Supervised):
         8 torch.Size([]) [<Model components.linear: Linear, 3 parameters>, <Optimizer components.sgd: ...>]
     """
 
-    extra_state = {"scaler": "scaler", "pending_grads": "_grads_in_window"}
+    extra_state: ClassVar[dict[str, str]] = {"scaler": "scaler", "pending_grads": "_grads_in_window"}
 
     def __init__(
         self,
@@ -178,7 +178,13 @@ class SupervisedTrainer(Engine, _Supervised):
         if not isinstance(scaler, (bool, torch.amp.GradScaler)):
             raise TypeError(f"scaler of trainer {name!r} must be a bool or a torch.amp.GradScaler, got {scaler!r}")
         clip = _gradient_clipping(clip_grad_norm, clip_grad_value, name)
-        super().__init__(name, cast(Callable[[Engine, Any], Any], SupervisedTrainer._step), data, n_epochs=n_epochs, epoch_length=epoch_length)
+        super().__init__(
+            name,
+            cast(Callable[[Engine, Any], Any], SupervisedTrainer._step),
+            data,
+            n_epochs=n_epochs,
+            epoch_length=epoch_length,
+        )
         _setup(self, model, device, non_blocking, prepare_batch, output_transform, amp_mode)
         self.optimizer = Optimizer.of(optimizer)
         self.loss_fn = loss_fn
@@ -261,7 +267,7 @@ class SupervisedTrainer(Engine, _Supervised):
             count = len(grads) if isinstance(grads, list) else type(grads).__name__
             return [*problems, f"{where}: expected a list of {len(parameters)} gradients "
                                f"(one per optimized parameter), found {count}"]
-        for index, (grad, parameter) in enumerate(zip(grads, parameters)):
+        for index, (grad, parameter) in enumerate(zip(grads, parameters, strict=True)):
             if grad is not None and (not isinstance(grad, torch.Tensor) or grad.shape != parameter.shape):
                 found = tuple(grad.shape) if isinstance(grad, torch.Tensor) else type(grad).__name__
                 problems.append(f"{where}[{index}]: expected a tensor of shape {tuple(parameter.shape)}, found {found}")
@@ -283,7 +289,7 @@ class _PendingGrads:
     def load_state_dict(self, grads: list[torch.Tensor | None] | None) -> None:
         if grads is not None:
             # Inside an accumulation window: the next iterations add to these, as they would have.
-            for parameter, grad in zip(self.trainer._parameters(), grads):
+            for parameter, grad in zip(self.trainer._parameters(), grads, strict=False):
                 parameter.grad = None if grad is None else grad.to(parameter.device, parameter.dtype).clone()
 
 

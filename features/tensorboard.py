@@ -10,6 +10,7 @@ from its State, when it is garbage-collected, or at exit.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import operator
 import os
@@ -189,7 +190,9 @@ def _layout_summary(layout: Any) -> Any:
 
     tensor = TensorProto(dtype="DT_STRING", string_val=[layout.SerializeToString()], tensor_shape=TensorShapeProto())
     plugin_data = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME)
-    value = Summary.Value(tag=metadata.CONFIG_SUMMARY_TAG, tensor=tensor, metadata=SummaryMetadata(plugin_data=plugin_data))
+    value = Summary.Value(
+        tag=metadata.CONFIG_SUMMARY_TAG, tensor=tensor, metadata=SummaryMetadata(plugin_data=plugin_data)
+    )
     return Summary(value=[value])
 
 
@@ -352,10 +355,8 @@ def step_value(value: Any, path: str) -> int:
     except TypeError:
         pass
     number = None
-    try:
+    with contextlib.suppress(TypeError):
         number = scalar_value(value, path)
-    except TypeError:
-        pass
     if number is not None and math.isfinite(number) and number == int(number):
         return int(number)
     raise TypeError(

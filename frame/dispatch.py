@@ -88,9 +88,8 @@ class Filter:
         once: int | Iterable[int] | None = None,
         when: Callable[[Any], object] | None = None,
     ) -> None:
-        if every is not None:
-            if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
-                raise ValueError(f"every must be a positive int, got {every!r}")
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every <= 0):
+            raise ValueError(f"every must be a positive int, got {every!r}")
         once_values: tuple[int, ...] | None = None
         if once is not None:
             if every is not None:
@@ -723,7 +722,7 @@ class _Dispatcher:
         # Call order is (-priority, attach order): the new handle goes after every
         # handle of its priority or higher, found by bisection (attach stays linear).
         at = bisect.bisect_right(handles, -priority, key=_negative_priority)
-        self._set_handles(handles[:at] + (handle,) + handles[at:])
+        self._set_handles((*handles[:at], handle, *handles[at:]))
         return handle
 
     def remove(self, handle: Handle) -> None:

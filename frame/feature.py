@@ -301,11 +301,12 @@ class Feature(Observable):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         category = cls.__dict__.get("category")
-        if category is not None:
-            if not isinstance(category, str) or not category.isidentifier() or category.startswith("_"):
-                raise TypeError(
-                    f"{cls.__name__}.category must be an identifier, got {category!r} (not starting with '_')"
-                )
+        if category is not None and (
+            not isinstance(category, str) or not category.isidentifier() or category.startswith("_")
+        ):
+            raise TypeError(
+                f"{cls.__name__}.category must be an identifier, got {category!r} (not starting with '_')"
+            )
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
         if init is not None:

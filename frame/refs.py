@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar, Union, overload
+from typing import Any, Generic, TypeVar, overload
 
 from ._render import summarize
 from .dispatch import Filter, Handle, _callable_name
@@ -352,7 +352,7 @@ class FilteredRef(Generic[T]):
 
 
 #: What a ref to follow may be (`run_on=`, `trigger=`): a `Ref` or a `FilteredRef`.
-RefLike = Union[Ref[T], FilteredRef[T]]
+RefLike = Ref[T] | FilteredRef[T]
 
 
 def as_ref(obj: Any, argument: str) -> RefLike[Any]:

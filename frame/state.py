@@ -45,7 +45,9 @@ class Container(Observable):
         ['hp'] 1 True
     """
 
-    added: StateObject[Feature | None] = StateObject(persist=False, doc="fires with each feature once it is constructed")
+    added: StateObject[Feature | None] = StateObject(
+        persist=False, doc="fires with each feature once it is constructed"
+    )
     removed: StateObject[Feature | None] = StateObject(persist=False, doc="fires with each feature removed")
     added_ref: Ref[Feature | None]
     removed_ref: Ref[Feature | None]
@@ -537,14 +539,14 @@ class _Observers:
         return [o.enter_event(ref, value) for o in self.observers]
 
     def exit_event(self, tokens: list[Any]) -> None:
-        for observer, token in zip(self.observers, tokens):
+        for observer, token in zip(self.observers, tokens, strict=False):
             observer.exit_event(token)
 
     def enter_callback(self, handle: Handle) -> list[Any]:
         return [o.enter_callback(handle) for o in self.observers]
 
     def exit_callback(self, tokens: list[Any]) -> None:
-        for observer, token in zip(self.observers, tokens):
+        for observer, token in zip(self.observers, tokens, strict=False):
             observer.exit_callback(token)
 
 

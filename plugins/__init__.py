@@ -40,14 +40,14 @@ if TYPE_CHECKING:
     from .charts import EnginesMetricsComparisonCharts as EnginesMetricsComparisonCharts
     from .charts import HParams as HParams
     from .dataflow import DataFlowGraph as DataFlowGraph
-    from .trace import EventTrace as EventTrace
     from .describe import describe as describe
+    from .mlflow import MLflow as MLflow
+    from .registry import Registry as Registry
+    from .registry import RunRecord as RunRecord
+    from .runs import Run as Run
+    from .task import main as main
+    from .trace import EventTrace as EventTrace
     from .trees import ExperimentTree as ExperimentTree
     from .trees import TreeError as TreeError
     from .trees import TreeNode as TreeNode
     from .trees import TreeRunResult as TreeRunResult
-    from .runs import Run as Run
-    from .registry import Registry as Registry
-    from .registry import RunRecord as RunRecord
-    from .mlflow import MLflow as MLflow
-    from .task import main as main

@@ -357,7 +357,9 @@ def _snapshots(registry: Any, ids: list[str]) -> list[Any]:
     records = [registry.get(i) for i in ids]
     for r in records:
         if not r.git or not r.git.get("snapshot"):
-            raise ValueError(f"run {r.id} has no code snapshot (it ran outside a git work tree, or with snapshot=False)")
+            raise ValueError(
+                f"run {r.id} has no code snapshot (it ran outside a git work tree, or with snapshot=False)"
+            )
     return records
 
 

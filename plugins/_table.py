@@ -24,12 +24,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Columns aligned under `headers`; numeric columns right-aligned."""
     body = [[cell(v) for v in row] for row in rows]
     numeric = [
-        bool(rows) and all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) or r[i] is None for r in rows)
+        bool(rows)
+        and all((isinstance(r[i], (int, float)) and not isinstance(r[i], bool)) or r[i] is None for r in rows)
         for i in range(len(headers))
     ]
     widths = [max([len(h), *(len(r[i]) for r in body)]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
+        padded = (c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric, strict=False))
+        return "  ".join(padded).rstrip()
 
     return "\n".join([line(list(headers)), "  ".join("-" * w for w in widths), *(line(r) for r in body)])

@@ -14,10 +14,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from statefire.frame import Counter, Feature, FilteredRef, Ref, as_ref, check
-from statefire.features.charts import ScalarChart
 from statefire.features import LAYOUT_PRIORITY
+from statefire.features.charts import ScalarChart
 from statefire.features.tensorboard import TensorBoard, find_writer, run_of, scalar_value
+from statefire.frame import Counter, Feature, FilteredRef, Ref, as_ref, check
 
 __all__ = ["EnginesMetricsComparisonCharts", "EnginesMetricsCharts", "HParams", "metric_type"]
 

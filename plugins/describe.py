@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from statefire.frame import Feature, FilteredRef, Ref, State
-from statefire.frame import summarize
+from statefire.frame import Feature, FilteredRef, Ref, State, summarize
 from statefire.frame.state import Container
 
 __all__ = ["describe"]
@@ -64,10 +63,7 @@ def describe(thing: Any, state: State | None = None, *, file: TextIO | None = No
         )
     node = flow.node(thing)
     data = flow.graph.nodes[node]
-    if data["kind"] == "object":
-        lines = _describe_object(flow, node, thing)
-    else:
-        lines = _describe_unit(flow, node)
+    lines = _describe_object(flow, node, thing) if data["kind"] == "object" else _describe_unit(flow, node)
     print("\n".join(lines), file=file or sys.stdout)
 
 

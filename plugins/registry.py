@@ -332,14 +332,15 @@ class Registry:
         return self._record(rows[0], _Liveness())
 
     def _record(self, row: tuple[Any, ...], liveness: _Liveness) -> RunRecord:
-        v = dict(zip(_RUN_COLUMNS, row))
+        v = dict(zip(_RUN_COLUMNS, row, strict=False))
         status = v["status"]
         if status == "running" and liveness.lost(v["host"], v["pid"], v["process_started"], v["heartbeat"]):
             status = "lost"
         return RunRecord(
             id=v["id"], experiment=v["experiment"], name=v["name"], status=status, params=_loads(v["config"], {}),
             metrics=_loads(v["metrics"], {}), started=v["started"], duration=v["duration"],
-            dir=self.root / v["experiment"] / v["id"], git=_loads(v["git"], None),  # dir: from where the registry is read
+            # dir: from where the registry is read
+            dir=self.root / v["experiment"] / v["id"], git=_loads(v["git"], None),
             ended=v["ended"], heartbeat=v["heartbeat"], host=v["host"], pid=v["pid"],
             error=_loads(v["error"], None), _registry=self,
         )

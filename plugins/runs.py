@@ -348,7 +348,9 @@ class Run(Feature):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
-            raise RunError(f"cannot resume run {found.id!r}: its record {str(path)!r} is unreadable ({error})") from None
+            raise RunError(
+                f"cannot resume run {found.id!r}: its record {str(path)!r} is unreadable ({error})"
+            ) from None
         record.update(base)
         record.pop("tree", None)
         record.setdefault("resumed", []).append(base["heartbeat"])
@@ -473,7 +475,10 @@ class Run(Feature):
             elif closing:
                 return
             else:
-                beat = {"heartbeat": now_iso(), "duration": round(self._prior_duration + time.monotonic() - self._t0, 3)}
+                beat = {
+                    "heartbeat": now_iso(),
+                    "duration": round(self._prior_duration + time.monotonic() - self._t0, 3),
+                }
                 self._guarded_write(beat, [])
             last = time.monotonic()
             with self._wake:
@@ -487,7 +492,7 @@ class Run(Feature):
             self._warn("write", f"run {self.id} could not write its record: {error!r}")
 
     def _write(self, update: dict[str, Any], points: list[tuple[Any, ...]], strict: bool = False) -> None:
-        """Append the points to series.jsonl, rewrite run.json atomically, and update the registry in one transaction."""
+        """Append the points to series.jsonl, rewrite run.json atomically, update the registry in one transaction."""
         with self._lock:
             if points:
                 with open(self.dir / SERIES_FILE, "a", encoding="utf-8") as out:
@@ -582,7 +587,7 @@ class Run(Feature):
             print(f"statefire: run {self.id} could not record its end: {problem!r}", file=sys.stderr)
 
     def __repr__(self) -> str:
-        return f"<Run {self.id} ({self.experiment}) {self.__dict__.get('status')} at {str(self.__dict__.get('dir'))}>"
+        return f"<Run {self.id} ({self.experiment}) {self.__dict__.get('status')} at {self.__dict__.get('dir')!s}>"
 
 
 # -- process-wide hooks: exit, uncaught exceptions, SIGTERM ---------------------------------------

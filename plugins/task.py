@@ -77,7 +77,9 @@ def main(argv: Sequence[str] | None = None, *, state: State | None = None, snaps
         epilog=_describe(state),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("engines", nargs="*", metavar="ENGINE", help="engines to run (default: those following no other)")
+    parser.add_argument(
+        "engines", nargs="*", metavar="ENGINE", help="engines to run (default: those following no other)"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="sets",
                         help="set a param before running, e.g. params.hp.lr=0.01 (repeatable)")
     parser.add_argument("--resume", metavar="ID", help="continue that run (an id, a unique prefix or 'latest')")

@@ -16,8 +16,7 @@ import threading
 import time
 from typing import Any, NamedTuple
 
-from statefire.frame import Feature, State, check
-from statefire.frame import summarize
+from statefire.frame import Feature, State, check, summarize
 from statefire.frame.state import Container
 
 __all__ = ["EventTrace", "TraceRecord", "SummaryRow", "TraceSummary"]
@@ -100,7 +99,7 @@ class TraceSummary(list):
         numeric = (False, False, True, True, True, True)
 
         def line(row: tuple[str, ...]) -> str:
-            cells = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)]
+            cells = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric, strict=False)]
             return "  ".join(cells).rstrip()
 
         rule = "  ".join("-" * w for w in widths)

@@ -694,7 +694,9 @@ class ExperimentTree:
             BuildMismatchError: `build()` makes features unlike the saved nodes'.
         """
         if self._build is None:
-            raise TreeError(f"tree {str(self.dir)!r} was opened without build(); open it with ExperimentTree(dir, build)")
+            raise TreeError(
+                f"tree {str(self.dir)!r} was opened without build(); open it with ExperimentTree(dir, build)"
+            )
         result = TreeRunResult()
         wanted = [n for n in self._nodes.values() if n._function is not None]
         if all(n.completed for n in wanted):

@@ -18,18 +18,6 @@ from typing import Any
 import pytest
 import torch
 
-from statefire.frame import (
-    CallbackSignatureError,
-    CounterTypeError,
-    CounterValueError,
-    CycleError,
-    Feature,
-    NameConflictError,
-    State,
-    StateDictError,
-    StateObject,
-    UnknownNameError,
-)
 from statefire.features import (
     Accuracy,
     AverageOutput,
@@ -43,6 +31,18 @@ from statefire.features import (
     TerminateOnNan,
 )
 from statefire.features.checkpoint import CheckpointError, UnsafeCheckpointError
+from statefire.frame import (
+    CallbackSignatureError,
+    CounterTypeError,
+    CounterValueError,
+    CycleError,
+    Feature,
+    NameConflictError,
+    State,
+    StateDictError,
+    StateObject,
+    UnknownNameError,
+)
 
 
 class Knob(Feature):
@@ -370,12 +370,15 @@ CATALOGUE: list[tuple[Callable[[Path], None], type[BaseException], str]] = [
     (every_and_once, ValueError, r"every or once, not both \(got every=2, once=4\)"),
     (filtered_ref_filtered_again, ValueError, r"filtered ref \(every=2\) cannot take another.*every=3"),
     (callback_with_two_arguments, CallbackSignatureError, r"on_epoch\(engine, value\)"),
-    (callback_not_callable, TypeError, r"callback for engines\.trainer\.n_epoch_completed must be callable, got 'print'"),
+    (callback_not_callable, TypeError,
+     r"callback for engines\.trainer\.n_epoch_completed must be callable, got 'print'"),
     (counter_set_to_float, CounterTypeError, r"Engine\.n_samples .* got 1\.5 of type float"),
     (counter_set_negative, CounterValueError, r"Engine\.n_samples must be a non-negative int, got -1"),
-    (run_on_another_state, ValueError, r"run_on of engine 'evaluator' \(engines\.trainer\.n_epoch_completed\) belongs to another State"),
+    (run_on_another_state, ValueError,
+     r"run_on of engine 'evaluator' \(engines\.trainer\.n_epoch_completed\) belongs to another State"),
     (run_on_a_feature_not_a_ref, TypeError, r"run_on of engine 'evaluator' must be a ref.*a feature was given"),
-    (checkpoint_of_another_structure, StateDictError, r"missing keys: .*params\.other_knob\.value.*unexpected keys: .*params\.knob"),
+    (checkpoint_of_another_structure, StateDictError,
+     r"missing keys: .*params\.other_knob\.value.*unexpected keys: .*params\.knob"),
     (truncated_checkpoint, CheckpointError, r"checkpoint_1\.pt' is truncated or corrupted"),
     (corrupted_checkpoint, CheckpointError, r"checkpoint_1\.pt' is truncated or corrupted"),
     (not_a_checkpoint, CheckpointError, r"weights\.pt' is not a statefire checkpoint \(found \['weight'\]\)"),
@@ -390,7 +393,8 @@ CATALOGUE: list[tuple[Callable[[Path], None], type[BaseException], str]] = [
     (n_epochs_zero, ValueError, r"n_epochs of engine 'trainer' must be a positive int, got 0"),
     (run_inside_its_own_run, EngineError, r"engine 'trainer' is already running"),
     (metric_needs_tensors, TypeError, r"metric 'evaluator_accuracy' needs tensors .* got \(float, int\)"),
-    (metric_needs_a_pair, TypeError, r"metric 'evaluator_accuracy' needs \(y_pred, y\) from engines\.evaluator\.output, got float"),
+    (metric_needs_a_pair, TypeError,
+     r"metric 'evaluator_accuracy' needs \(y_pred, y\) from engines\.evaluator\.output, got float"),
     (metric_with_unknown_mode, ValueError, r"mode of a Accuracy must be one of .* got 'per-epoch'"),
     (callback_cycle, CycleError, r"params\.a\.value -> params\.b\.value -> params\.a\.value"),
     (strict_state_dict_mismatch, StateDictError, r"unexpected keys: engines\.trainer\.n_sample\b"),
@@ -402,26 +406,33 @@ CATALOGUE: list[tuple[Callable[[Path], None], type[BaseException], str]] = [
     (data_not_iterable, TypeError, r"data of engine 'trainer' must be an iterable of batches .* got int: 5"),
     (batch_size_fn_not_callable, TypeError, r"batch_size_fn of engine 'trainer' must be callable .* got str: 'x'"),
     (batch_size_fn_returns_a_fraction, ValueError, r"batch_size_fn of engine 'trainer' returned 2\.5 .* whole number"),
-    (average_output_of_pairs, TypeError, r"'evaluator_average_output' \(AverageOutput\) averages single numbers.*engines\.evaluator\.output gave tuple"),
-    (running_average_of_a_vector, TypeError, r"'trainer_running_average' \(RunningAverage\).*a tensor of shape \(4,\).*OutputHandler"),
-    (run_on_a_removed_feature, ValueError, r"run_on of engine 'evaluator' \(engines\.trainer\.n_epoch_completed\) belongs to no State: its Engine engines\.trainer was removed"),
-    (checkpoint_dirname_is_a_file, NotADirectoryError, r"dirname of Checkpoint '.*notes\.txt' is a file, not a directory"),
-    (two_checkpoints_with_one_series, ValueError, r"checkpoints 'checkpoint' and 'best' would both write model_<n>\.pt"),
+    (average_output_of_pairs, TypeError,
+     r"'evaluator_average_output' \(AverageOutput\) averages single numbers.*engines\.evaluator\.output gave tuple"),
+    (running_average_of_a_vector, TypeError,
+     r"'trainer_running_average' \(RunningAverage\).*a tensor of shape \(4,\).*OutputHandler"),
+    (run_on_a_removed_feature, ValueError,
+     r"run_on of engine 'evaluator' \(engines\.trainer\.n_epoch_completed\) belongs to no State: its Engine "
+     r"engines\.trainer was removed"),
+    (checkpoint_dirname_is_a_file, NotADirectoryError,
+     r"dirname of Checkpoint '.*notes\.txt' is a file, not a directory"),
+    (two_checkpoints_with_one_series, ValueError,
+     r"checkpoints 'checkpoint' and 'best' would both write model_<n>\.pt"),
     (latest_of_several_series, CheckpointError, r"several checkpoint series \(best, last\); pass prefix="),
     (disk_full, OSError, r"no space left on the device \(ENOSPC\) while writing checkpoint '.*checkpoint_1\.pt'"),
-    (state_not_plain_data, CheckpointError, r"cannot save checkpoint '.*checkpoint_1\.pt': params\.knob\.value holds .*_Payload"),
+    (state_not_plain_data, CheckpointError,
+     r"cannot save checkpoint '.*checkpoint_1\.pt': params\.knob\.value holds .*_Payload"),
     (checkpoint_without_state, CheckpointError, r"checkpoint '.*checkpoint_1\.pt' has no 'state' entry"),
     (checkpoint_without_rng, CheckpointError, r"checkpoint '.*checkpoint_1\.pt' has no 'rng' entry"),
     (checkpoint_without_save_number, CheckpointError, r"checkpoint '.*checkpoint_1\.pt' has no 'save_number' entry"),
-    (checkpoint_of_an_unknown_version, CheckpointError, r"checkpoint '.*checkpoint_1\.pt' has format version 7; this statefire reads version 1: .*newer"),
+    (checkpoint_of_an_unknown_version, CheckpointError,
+     r"checkpoint '.*checkpoint_1\.pt' has format version 7; this statefire reads version 1: .*newer"),
 ]
 
 
 @pytest.mark.parametrize(("mistake", "error", "message"), CATALOGUE, ids=[row[0].__name__ for row in CATALOGUE])
 def test_mistake_gets_a_clear_error(tmp_path, mistake, error, message):
-    with State():
-        with pytest.raises(error) as caught:
-            mistake(tmp_path)
+    with State(), pytest.raises(error) as caught:
+        mistake(tmp_path)
     text = str(caught.value) + "".join(getattr(caught.value, "__notes__", []))
     assert re.search(message, text), text
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from statefire.frame import Counter, Feature, NameConflictError, State, StateObject
 from statefire.features import Engine
+from statefire.frame import Counter, Feature, NameConflictError, State, StateObject
 
 
 def _engine(name: str = "trainer") -> Engine:
@@ -40,16 +40,20 @@ def run_on_a_removed_feature() -> Any:
 
 
 CATALOGUE: list[tuple[Callable[[], Any], type[BaseException], str]] = [
-    (state_object_named_name, NameConflictError, r"state object 'name' of Sensor would hide Sensor\.name.*feature's name.*rename it"),
-    (state_object_named_state, NameConflictError, r"state object 'state' of Machine would hide Machine\.state.*the State"),
-    (filtered_ref_called_with_another_count, ValueError, r"filtered ref \(every=2\) cannot take another every/once filter \(every=3\).*single filter"),
-    (run_on_a_removed_feature, ValueError, r"run_on of engine 'evaluator' \(engines\.trainer\.n_epoch_completed\) belongs to no State: its Engine engines\.trainer was removed"),
+    (state_object_named_name, NameConflictError,
+     r"state object 'name' of Sensor would hide Sensor\.name.*feature's name.*rename it"),
+    (state_object_named_state, NameConflictError,
+     r"state object 'state' of Machine would hide Machine\.state.*the State"),
+    (filtered_ref_called_with_another_count, ValueError,
+     r"filtered ref \(every=2\) cannot take another every/once filter \(every=3\).*single filter"),
+    (run_on_a_removed_feature, ValueError,
+     r"run_on of engine 'evaluator' \(engines\.trainer\.n_epoch_completed\) belongs to no State: its Engine "
+     r"engines\.trainer was removed"),
 ]
 
 
 @pytest.mark.parametrize(("mistake", "error", "message"), CATALOGUE, ids=[row[0].__name__ for row in CATALOGUE])
 def test_mistake_gets_a_clear_error(mistake, error, message):
-    with State():
-        with pytest.raises(error) as caught:
-            mistake()
+    with State(), pytest.raises(error) as caught:
+        mistake()
     assert re.search(message, str(caught.value)), str(caught.value)

@@ -8,13 +8,14 @@ recursion limit was reached first.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-from statefire.frame import CycleError, DepthError, FrameError, Params, State
 from statefire.features import Engine, OutputHandler
+from statefire.frame import CycleError, DepthError, FrameError, Params, State
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def test_a_cycle_of_any_length_is_a_cycle_error_naming_it(n):
     """A ring of n objects, each setting the next, raises CycleError whose cycle lists all n, closed."""
     with State():
         ring = _chain_of_params(n)
-        for a, b in zip(ring, ring[1:] + ring[:1]):
+        for a, b in zip(ring, ring[1:] + ring[:1], strict=True):
             a.v_ref.attach(lambda v, b=b: setattr(b, "v", v + 1))
         with pytest.raises(CycleError) as caught:
             ring[0].v = 1
@@ -53,7 +54,7 @@ def test_a_long_cycle_beyond_the_recursion_limit_is_named_with_a_higher_limit(de
     """600 objects in a ring: with a limit that lets the chain come round, it is a CycleError too."""
     with State():
         ring = _chain_of_params(600)
-        for a, b in zip(ring, ring[1:] + ring[:1]):
+        for a, b in zip(ring, ring[1:] + ring[:1], strict=True):
             a.v_ref.attach(lambda v, b=b: setattr(b, "v", v + 1))
         with pytest.raises(CycleError) as caught:
             ring[0].v = 1
@@ -62,7 +63,7 @@ def test_a_long_cycle_beyond_the_recursion_limit_is_named_with_a_higher_limit(de
 
 def _ref_hops(n: int) -> list[Params]:
     chain = _chain_of_params(n)
-    for a, b in zip(chain, chain[1:]):
+    for a, b in itertools.pairwise(chain):
         a.v_ref.attach(b.v_ref.set)
     return chain
 

@@ -28,7 +28,7 @@ def python_blocks(text: str) -> list[tuple[int, str]]:
             continue
         line = text.count("\n", 0, match.start("body")) + 1
         indent = match["indent"]
-        body = "".join(l[len(indent):] if l.startswith(indent) else l for l in match["body"].splitlines(True))
+        body = "".join(row[len(indent):] if row.startswith(indent) else row for row in match["body"].splitlines(True))
         blocks.append((line, body))
     return blocks
 

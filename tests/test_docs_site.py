@@ -33,7 +33,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_guide_is_a_page(site: Path) -> None:
-    """Each docs/*.md becomes a page, its `python no-run` blocks shown as code (strict mode fails on a page left out of the nav)."""
+    """Each docs/*.md becomes a page, its `python no-run` blocks shown as code (strict mode fails on a page left
+    out of the nav)."""
     guides = sorted(p.stem for p in (ROOT / "docs").glob("*.md"))
     assert {"index", "concepts", "writing-features", "four-levels", "notebooks"} <= set(guides)
     for guide in guides:
@@ -96,7 +97,8 @@ def test_site_fetches_nothing_at_view_time(site: Path) -> None:
             for match in remote.finditer(path.read_text(encoding="utf-8", errors="replace")):
                 tag = match.group(0)
                 # <link rel="canonical"> and the like name an address, they fetch nothing
-                if tag.startswith("<link") and not re.search(r"rel=[\"']?(stylesheet|preload|preconnect|modulepreload|icon)", tag):
+                fetching = r"rel=[\"']?(stylesheet|preload|preconnect|modulepreload|icon)"
+                if tag.startswith("<link") and not re.search(fetching, tag):
                     continue
                 offenders.append(f"{path.relative_to(site)}: {tag[:120]}")
     assert not offenders, "\n".join(offenders)

@@ -4,13 +4,13 @@ metric, handler and callback owner once the user lets go of it."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import weakref
 
 import torch
 
-from statefire.frame import State
 from statefire.features import (
     AverageOutput,
     Checkpoint,
@@ -23,6 +23,7 @@ from statefire.features import (
     Timer,
 )
 from statefire.features import checkpoint as checkpoint_module
+from statefire.frame import State
 
 
 class Listener:
@@ -83,7 +84,7 @@ def test_attaching_and_removing_callbacks_repeatedly_keeps_no_owner(tmp_path):
     with State():
         engine = Engine("trainer", lambda e, b: b, data=range(3))
         refs: list[weakref.ref] = []
-        for round_ in range(200):
+        for _ in range(200):
             kept, scoped, dropped = Listener(), Listener(), Listener()
             handle = engine.n_iteration_completed_ref.attach(kept.on_value, every=2)
             with engine.output_ref.attach(scoped.on_value):
@@ -125,10 +126,8 @@ def test_an_engine_that_failed_is_collected_with_its_state():
     for _ in range(20):
         with State() as s:
             engine = Engine("trainer", lambda e, b: 1 / b, data=[1, 0])
-            try:
+            with contextlib.suppress(ZeroDivisionError):
                 engine.run()
-            except ZeroDivisionError:
-                pass
             assert isinstance(engine.exception, ZeroDivisionError)
             refs += [weakref.ref(engine), weakref.ref(s)]
         del engine, s

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from test_docs import python_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,9 +120,9 @@ def test_the_type_checker_reports_wrong_sets(typeroot, tmp_path):
     script.write_text(BAD_SCRIPT)
     result = mypy(typeroot, str(script))
     lines = result.stdout.splitlines()
-    assert any(":12:" in l and "int" in l for l in lines), result.stdout
-    assert any(":13:" in l and "float" in l for l in lines), result.stdout
-    assert any(":14:" in l and "n_sampels" in l for l in lines), result.stdout
+    assert any(":12:" in line and "int" in line for line in lines), result.stdout
+    assert any(":13:" in line and "float" in line for line in lines), result.stdout
+    assert any(":14:" in line and "n_sampels" in line for line in lines), result.stdout
 
 
 @pytest.mark.parametrize("guide", ["concepts.md", "writing-features.md"])
@@ -185,7 +184,10 @@ def test_declared_ref_annotations_match_state_objects():
 def test_the_wheel_ships_py_typed(tmp_path):
     """The built wheel holds `statefire/{frame,features,plugins}/py.typed`."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+            "-w", str(tmp_path), str(ROOT),
+        ],
         check=True, capture_output=True, timeout=300,
     )
     (wheel,) = tmp_path.glob("statefire-*.whl")

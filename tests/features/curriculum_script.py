@@ -34,8 +34,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from statefire.frame import state  # noqa: E402
 from statefire.features import Checkpoint, Component, SupervisedTrainer  # noqa: E402
+from statefire.frame import state  # noqa: E402
 
 EPOCHS = 6
 BATCH = 32

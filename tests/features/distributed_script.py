@@ -22,8 +22,15 @@ from ignite.metrics import Precision
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from statefire.features import (
+    AverageOutput,
+    Checkpoint,
+    RunningAverage,
+    SupervisedEvaluator,
+    SupervisedTrainer,
+    TensorBoard,
+)
 from statefire.frame import State
-from statefire.features import AverageOutput, Checkpoint, RunningAverage, SupervisedEvaluator, SupervisedTrainer, TensorBoard
 from statefire.plugins import EnginesMetricsComparisonCharts
 
 WORLD_SIZE = 2

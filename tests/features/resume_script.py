@@ -36,9 +36,9 @@ from pathlib import Path
 
 import torch
 
-from statefire.frame import state  # noqa: E402
-from statefire.features import AverageOutput, Checkpoint, SupervisedEvaluator, SupervisedTrainer  # noqa: E402
-from statefire.features import checkpoint as checkpoint_module  # noqa: E402
+from statefire.features import AverageOutput, Checkpoint, SupervisedEvaluator, SupervisedTrainer
+from statefire.features import checkpoint as checkpoint_module
+from statefire.frame import state
 
 BATCH = 32
 EPOCHS = 3

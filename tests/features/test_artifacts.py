@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from statefire.frame import Feature, State
 from statefire.features import Checkpoint, Engine, ScalarChart, TensorBoard
+from statefire.frame import Feature, State
 
 
 class Provider(Feature):

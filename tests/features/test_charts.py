@@ -7,8 +7,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from statefire.frame import State
 from statefire.features import AverageOutput, Engine, ScalarChart, TensorBoard
+from statefire.frame import State
 
 
 @pytest.fixture
@@ -27,7 +27,9 @@ def points(run_dir, tag):
 
 def test_writes_y_against_the_current_x_each_time_y_fires(s, tmp_path):
     """Steps are the x values seen when y fired; values are y's, tensors read as floats."""
-    trainer = Engine("trainer", lambda engine, batch: torch.tensor(batch, dtype=torch.float32) / 3, data=[1, 2, 3, 4, 5])
+    trainer = Engine(
+        "trainer", lambda engine, batch: torch.tensor(batch, dtype=torch.float32) / 3, data=[1, 2, 3, 4, 5]
+    )
     average = AverageOutput(engine=trainer, mode="running")
     seen = []
     average.value_ref.attach(lambda value: seen.append((trainer.n_iteration_started, value)))
@@ -96,7 +98,9 @@ def test_a_non_numeric_value_raises_an_error_naming_the_ref(s, tmp_path):
     trainer = Engine("trainer", lambda engine, batch: "text", data=[0])
     TensorBoard(tmp_path)
     ScalarChart(trainer.output_ref, trainer.n_samples_ref)
-    with pytest.raises(TypeError, match=r"cannot chart engines.trainer.output: its value 'text' of type str is not a number"):
+    with pytest.raises(
+        TypeError, match=r"cannot chart engines.trainer.output: its value 'text' of type str is not a number"
+    ):
         trainer.run()
 
 
@@ -164,8 +168,11 @@ def test_no_writer_is_reported_at_the_first_write(s):
 def test_two_charts_writing_the_same_tag_in_the_same_run_are_refused(s):
     trainer = Engine("trainer", lambda engine, batch: 1.0, data=[0])
     first = ScalarChart(trainer.output_ref, trainer.n_samples_ref)
-    with pytest.raises(ValueError, match=r"chart 'trainer_output_chart' already writes tag 'engines/trainer/output' in run "
-                       r"'trainer' \(engines.trainer.output against engines.trainer.n_samples\); pass tag="):
+    with pytest.raises(
+        ValueError,
+        match=r"chart 'trainer_output_chart' already writes tag 'engines/trainer/output' in run "
+        r"'trainer' \(engines.trainer.output against engines.trainer.n_samples\); pass tag=",
+    ):
         ScalarChart(trainer.output_ref, trainer.n_epoch_completed_ref, name="by_epoch")
     assert list(s.charts) == [first]  # the refused chart is not registered
     second = ScalarChart(trainer.output_ref, trainer.n_epoch_completed_ref, name="by_epoch", tag="output_by_epoch")
@@ -228,7 +235,7 @@ def test_model_charts_write_weight_and_gradient_histograms_and_norms(s, tmp_path
             histograms = accumulator.Histograms(f"{kind}/{tag}")
             norms = accumulator.Scalars(f"{kind}_norm/{tag}")
             assert [h.step for h in histograms] == [n.step for n in norms] == [256, 512, 768]
-            for histogram, norm, (_, tensors) in zip(histograms, norms, seen):
+            for histogram, norm, (_, tensors) in zip(histograms, norms, seen, strict=False):
                 tensor = tensors[name][index]
                 value = histogram.histogram_value
                 assert value.num == tensor.numel()
@@ -285,7 +292,8 @@ def test_values_set_inside_an_iteration_are_charted_at_their_own_iterations_x(s,
     doubled = OutputHandler(trainer.output_ref, lambda value: 2 * value, name="doubled")
     per_batch = AverageOutput(engine=trainer, mode="batch", name="per_batch")
     per_epoch = AverageOutput(engine=trainer, name="per_epoch")
-    for ref, tag in ((doubled.output_ref, "doubled"), (per_batch.value_ref, "per_batch"), (per_epoch.value_ref, "epoch")):
+    charted = ((doubled.output_ref, "doubled"), (per_batch.value_ref, "per_batch"), (per_epoch.value_ref, "epoch"))
+    for ref, tag in charted:
         ScalarChart(ref, trainer.n_samples_ref, tag=tag)
     TensorBoard(tmp_path)
     trainer.run()

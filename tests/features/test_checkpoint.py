@@ -10,10 +10,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from statefire.frame import Feature, State, StateDictError, StateObject
 from statefire.features import Checkpoint, Engine, ScalarChart, SupervisedTrainer, TensorBoard
 from statefire.features import checkpoint as checkpoint_module
 from statefire.features.checkpoint import UnsafeCheckpointError
+from statefire.frame import Feature, State, StateDictError, StateObject
 
 
 class Score(Feature):
@@ -35,7 +35,9 @@ def _trainer(digits, n_epochs: int = 2, seed: int = 0) -> SupervisedTrainer:
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
-    model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(16, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(16, 10)
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     return SupervisedTrainer(model, optimizer, torch.nn.functional.cross_entropy, loader, n_epochs=n_epochs)
 
@@ -295,9 +297,8 @@ def test_a_trigger_inside_a_step_is_rejected(tmp_path, step_object):
     ],
 )
 def test_invalid_arguments_are_named(tmp_path, kwargs, message):
-    with State():
-        with pytest.raises(ValueError, match=message):
-            Checkpoint(tmp_path, trigger=Score().tick_ref, **kwargs)
+    with State(), pytest.raises(ValueError, match=message):
+        Checkpoint(tmp_path, trigger=Score().tick_ref, **kwargs)
 
 
 def test_a_score_that_is_not_a_number_is_named(tmp_path):

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from statefire.frame import NameConflictError, State, UnknownNameError
 from statefire.features import Component, Engine, Model, ScalarChart, TensorBoard
+from statefire.frame import NameConflictError, State, UnknownNameError
 from statefire.plugins import DataFlowGraph, describe
 
 SCRIPT = Path(__file__).with_name("curriculum_script.py")

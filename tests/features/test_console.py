@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from statefire.frame import State
 from statefire.features import AverageOutput, Engine, EpochLog, SupervisedEvaluator, SupervisedTrainer
+from statefire.frame import State
 
 
 @pytest.fixture
@@ -43,8 +43,10 @@ def test_one_line_per_epoch_with_the_evaluators_current_metrics(s):
 
     lines = out.getvalue().splitlines()
     assert lines == log.lines and log.n_lines == 3
-    pattern = re.compile(r"^Epoch\[(\d)/3\] trainer loss (\S+) \| val_evaluator accuracy (\S+) loss (\S+) \| \d+\.\d\d s$")
-    for epoch, (line, (loss, accuracy, val_loss)) in enumerate(zip(lines, expected), start=1):
+    pattern = re.compile(
+        r"^Epoch\[(\d)/3\] trainer loss (\S+) \| val_evaluator accuracy (\S+) loss (\S+) \| \d+\.\d\d s$"
+    )
+    for epoch, (line, (loss, accuracy, val_loss)) in enumerate(zip(lines, expected, strict=True), start=1):
         match = pattern.match(line)
         assert match, line
         assert int(match[1]) == epoch

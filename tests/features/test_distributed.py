@@ -63,7 +63,8 @@ def test_the_last_evaluation_equals_one_over_the_whole_validation_set(ranks):
         logits = network(x)
     predicted = logits.argmax(1)
     assert first["val_evaluator_accuracy"][-1] == pytest.approx((predicted == y).float().mean().item())
-    assert first["val_evaluator_loss"][-1] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+    expected_loss = torch.nn.functional.cross_entropy(logits, y).item()
+    assert first["val_evaluator_loss"][-1] == pytest.approx(expected_loss, rel=1e-5)
     assert first["val_evaluator_precision"][-1] == pytest.approx(
         precision_score(y, predicted, average="macro", zero_division=0), rel=1e-6
     )

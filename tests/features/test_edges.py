@@ -20,7 +20,6 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from statefire.frame import Feature, Params, State, StateObject
 from statefire.features import (
     Accuracy,
     AverageOutput,
@@ -32,6 +31,7 @@ from statefire.features import (
     TensorBoard,
 )
 from statefire.features.checkpoint import CheckpointError
+from statefire.frame import Feature, Params, State, StateObject
 
 
 class Score(Feature):
@@ -75,7 +75,9 @@ def test_two_checkpoints_in_one_directory_keep_their_own_files(tmp_path):
     with State():
         score = Score()
         last = Checkpoint(tmp_path, trigger=score.tick_ref, n_saved=2)
-        best = Checkpoint(tmp_path, trigger=score.tick_ref, score_ref=score.value_ref, n_saved=1, mode="max", name="best")
+        best = Checkpoint(
+            tmp_path, trigger=score.tick_ref, score_ref=score.value_ref, n_saved=1, mode="max", name="best"
+        )
         for tick, value in enumerate([0.2, 0.9, 0.4, 0.3, 0.1], start=1):
             score.value = value
             score.tick = tick
@@ -155,7 +157,7 @@ def test_accumulation_steps_at_every_epoch_end_as_lightning(digits):
             (torch.nn.functional.cross_entropy(model(xb), yb) / 3).backward()
             if (index + 1) % 3 == 0 or index + 1 == len(loader):
                 optimizer.step()
-    for mine, reference in zip(trained, model.parameters()):
+    for mine, reference in zip(trained, model.parameters(), strict=True):
         assert torch.equal(mine, reference)
 
 
@@ -174,7 +176,7 @@ def test_resume_with_gradient_accumulation_is_exact_from_every_position(digits, 
             Checkpoint(tmp_path / "resumed", trigger=trainer.n_iteration_completed_ref, n_saved=1)
             Checkpoint.load(path)
             trainer.run()
-            for mine, theirs in zip(trainer.model.module.parameters(), reference):
+            for mine, theirs in zip(trainer.model.module.parameters(), reference, strict=True):
                 assert torch.equal(mine, theirs), f"resumed from {path.name}"
 
 
@@ -182,7 +184,8 @@ def test_resume_with_gradient_accumulation_is_exact_from_every_position(digits, 
 
 
 def test_ctrl_c_then_run_redoes_the_interrupted_batch():
-    """Defect: after a KeyboardInterrupt, run() skipped the interrupted batch and filled the epoch from the next pass."""
+    """Defect: after a KeyboardInterrupt, run() skipped the interrupted batch and filled the epoch from the next
+    pass."""
     processed: list[int] = []
     interrupted: list[int] = []
 
@@ -250,7 +253,8 @@ def test_the_model_trains_in_train_mode_after_a_callback_switches_it_to_eval(dig
 
 
 def test_an_ignite_style_metrics_dict_names_and_computes_each_metric(digits):
-    """Defect: {"accuracy": Precision()} iterated the keys and computed Accuracy; {"nll": Loss(fn)} got a wrong error."""
+    """Defect: {"accuracy": Precision()} iterated the keys and computed Accuracy; {"nll": Loss(fn)} got a wrong
+    error."""
     from ignite.metrics import Loss as IgniteLoss
     from ignite.metrics import Precision
 
@@ -489,8 +493,8 @@ def test_a_full_disk_is_reported_with_its_errno_and_the_file(tmp_path):
 def test_a_state_dict_that_does_not_fit_restores_nothing():
     """Defect (item 12, without a checkpoint file): `state.load_state_dict` with a model of another shape
     restored the counters first, then failed on the weights: a later run() resumed from the wrong place."""
-    from statefire.frame.errors import StateDictError
     from statefire.features import Model
+    from statefire.frame.errors import StateDictError
 
     with State() as first:
         Model(torch.nn.Linear(3, 2), name="net")
@@ -501,7 +505,9 @@ def test_a_state_dict_that_does_not_fit_restores_nothing():
         net = Model(torch.nn.Linear(4, 2), name="net")
         before = net.module.weight.detach().clone()
         trainer = Engine("trainer", lambda e, b: b, data=[1, 2, 3])
-        with pytest.raises(StateDictError, match=r"nothing was restored: components\.net\.module\.weight: expected shape"):
+        with pytest.raises(
+            StateDictError, match=r"nothing was restored: components\.net\.module\.weight: expected shape"
+        ):
             State.current().load_state_dict(saved)
         assert trainer.n_iteration_completed == 0 and trainer.n_epoch_completed == 0
         assert torch.equal(net.module.weight, before)

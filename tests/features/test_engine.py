@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from statefire.frame import State
 from statefire.features import Engine, EngineError
+from statefire.frame import State
 
 
 @pytest.fixture
@@ -39,9 +39,10 @@ def test_one_iteration_sets_its_objects_in_order(s):
     log: list = []
     record(engine, ["batch", "n_iteration_started", "output", "n_samples", "n_iteration_completed"], log)
     engine.run()
-    assert [name for name, _ in log[:5]] == ["batch", "n_iteration_started", "output", "n_samples", "n_iteration_completed"]
-    assert log[:5] == [("batch", 1), ("n_iteration_started", 1), ("output", 10), ("n_samples", 1), ("n_iteration_completed", 1)]
-    assert log[5:] == [("batch", 2), ("n_iteration_started", 2), ("output", 20), ("n_samples", 2), ("n_iteration_completed", 2)]
+    names = ["batch", "n_iteration_started", "output", "n_samples", "n_iteration_completed"]
+    assert [name for name, _ in log[:5]] == names
+    assert log[:5] == list(zip(names, [1, 1, 10, 1, 1], strict=True))
+    assert log[5:] == list(zip(names, [2, 2, 20, 2, 2], strict=True))
 
 
 def test_run_and_epoch_events_bracket_the_iterations(s):
@@ -337,11 +338,11 @@ def test_resume_with_a_seeded_loader_draws_the_same_order(s):
     for stop in (2, 4, 6, 8):  # mid-epoch, and at an epoch boundary
         with State():
             part: list = []
-            engine = Engine("e", lambda e, b: part.append(b.tolist()), data=loader(), n_epochs=3)
+            engine = Engine("e", lambda e, b, part=part: part.append(b.tolist()), data=loader(), n_epochs=3)
             snapshot = snapshot_at(engine, stop)
         with State() as fresh:
             rest: list = []
-            resumed = Engine("e", lambda e, b: rest.append(b.tolist()), data=loader(), n_epochs=3)
+            resumed = Engine("e", lambda e, b, rest=rest: rest.append(b.tolist()), data=loader(), n_epochs=3)
             fresh.load_state_dict(snapshot)
             resumed.run()
         assert part + rest == full, stop

@@ -10,7 +10,6 @@ import torch
 from ignite.handlers import LinearCyclicalScheduler
 from sklearn.datasets import load_digits
 
-from statefire.frame import State
 from statefire.features import (
     EarlyStopping,
     Engine,
@@ -22,6 +21,7 @@ from statefire.features import (
     TerminateOnNan,
     Timer,
 )
+from statefire.frame import State
 
 
 @pytest.fixture

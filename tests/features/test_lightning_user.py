@@ -27,7 +27,6 @@ from sklearn.datasets import load_digits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import State
 from statefire.features import (
     Accuracy,
     AverageOutput,
@@ -42,6 +41,7 @@ from statefire.features import (
     TensorBoard,
     predict,
 )
+from statefire.frame import State
 from statefire.plugins import EnginesMetricsComparisonCharts
 
 CE = torch.nn.functional.cross_entropy
@@ -196,7 +196,7 @@ def test_an_evaluator_run_from_a_trainer_callback_counts():
 
 def test_validation_by_hand_writes_no_best_checkpoint(digits, tmp_path):
     with State() as s:
-        model, trainer, evaluator = _pipeline(digits, n_epochs=2)
+        _model, trainer, evaluator = _pipeline(digits, n_epochs=2)
         score = s.val_evaluator_accuracy.value_ref
         best = Checkpoint(tmp_path / "best", trigger=score, score_ref=score, n_saved=None)
         every = Checkpoint(tmp_path / "every", trigger=score, score_ref=score, n_saved=None, manual_runs=True,
@@ -260,7 +260,8 @@ def test_clipping_matches_a_hand_written_torch_loop_bit_for_bit(digits, algorith
     with State():
         unclipped, trainer, _ = _pipeline(digits, lr=0.5, n_epochs=2, metrics=())
         trainer.run()
-    assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), unclipped.parameters()))  # it clipped
+    clipped = not all(torch.equal(a, b) for a, b in zip(model.parameters(), unclipped.parameters(), strict=True))
+    assert clipped
 
 
 def test_clipping_with_gradient_accumulation_clips_the_accumulated_gradient(digits):
@@ -276,9 +277,21 @@ def test_clipping_with_gradient_accumulation_clips_the_accumulated_gradient(digi
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"clip_grad_norm": 1.0, "clip_grad_value": 0.5}, ValueError, r"takes clip_grad_norm or clip_grad_value, not both"),
-        ({"clip_grad_norm": 0}, ValueError, r"clip_grad_norm of trainer 'trainer' must be a positive number or None, got 0"),
-        ({"clip_grad_value": "1"}, TypeError, r"clip_grad_value of trainer 'trainer' must be a positive number or None"),
+        (
+            {"clip_grad_norm": 1.0, "clip_grad_value": 0.5},
+            ValueError,
+            r"takes clip_grad_norm or clip_grad_value, not both",
+        ),
+        (
+            {"clip_grad_norm": 0},
+            ValueError,
+            r"clip_grad_norm of trainer 'trainer' must be a positive number or None, got 0",
+        ),
+        (
+            {"clip_grad_value": "1"},
+            TypeError,
+            r"clip_grad_value of trainer 'trainer' must be a positive number or None",
+        ),
     ],
 )  # fmt: skip
 def test_clipping_arguments_are_checked(kwargs, error, message):

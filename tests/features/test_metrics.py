@@ -8,10 +8,17 @@ import torch
 from ignite.metrics import ConfusionMatrix, Precision, Recall
 from sklearn.metrics import confusion_matrix, precision_score, recall_score
 
-from statefire.frame import State
 from statefire.features import (
-    Accuracy, AverageOutput, Engine, IgniteMetric, Loss, Metric, OutputHandler, RunningAverage,
+    Accuracy,
+    AverageOutput,
+    Engine,
+    IgniteMetric,
+    Loss,
+    Metric,
+    OutputHandler,
+    RunningAverage,
 )  # fmt: skip
+from statefire.frame import State
 
 
 @pytest.fixture
@@ -201,7 +208,9 @@ def test_ignite_precision_and_recall_match_sklearn(s, average):
     y = torch.cat([b[1] for b in batches]).numpy()
     sk_average = "macro" if average else None
     np.testing.assert_allclose(
-        np.asarray(precision.value, dtype=float), precision_score(y, y_pred, average=sk_average, zero_division=0), rtol=1e-6
+        np.asarray(precision.value, dtype=float),
+        precision_score(y, y_pred, average=sk_average, zero_division=0),
+        rtol=1e-6,
     )
     np.testing.assert_allclose(
         np.asarray(recall.value, dtype=float), recall_score(y, y_pred, average=sk_average, zero_division=0), rtol=1e-6
@@ -223,7 +232,9 @@ def test_ignite_confusion_matrix_matches_sklearn(s):
 def test_ignite_output_transform_is_applied(s):
     batches = classification_batches(seed=3)
     evaluator = Engine("evaluator", lambda e, b: {"y_pred": b[0], "y": b[1]}, data=batches)
-    precision = IgniteMetric(Precision(average=True, output_transform=lambda o: (o["y_pred"], o["y"])), engine=evaluator)
+    precision = IgniteMetric(
+        Precision(average=True, output_transform=lambda o: (o["y_pred"], o["y"])), engine=evaluator
+    )
     evaluator.run()
     assert 0.0 <= float(precision.value) <= 1.0
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from statefire.frame import State
 from statefire.features import (
     CHECKPOINT_PRIORITY,
     METRIC_PRIORITY,
@@ -16,9 +15,10 @@ from statefire.features import (
     Checkpoint,
     Engine,
     Timer,
+    _priorities,
     priority_table,
 )
-from statefire.features import _priorities
+from statefire.frame import State
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -63,7 +63,7 @@ class _Launcher:
     """A `resume_script.py --serve` process: forks one training child per run."""
 
     def __init__(self, log: Path) -> None:
-        self.stderr = open(log, "w")
+        self.stderr = open(log, "w")  # noqa: SIM115  # held for the launcher's life, closed by close()
         self.process = subprocess.Popen(
             [sys.executable, str(SCRIPT), "--serve"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
@@ -180,7 +180,7 @@ def test_each_restart_resumed_from_the_latest_checkpoint(runs, loader):
     assert restarts[0] == ["started"]
     assert len(restarts) == 6
     resumed_at = [int(words[2]) for words in restarts[1:]]
-    for (kill, expected), got in zip(SCENARIOS[loader], resumed_at):
+    for (kill, expected), got in zip(SCENARIOS[loader], resumed_at, strict=False):
         if expected is None:  # killed from outside at or after iteration N
             at = int(kill.split(":")[1])
             assert at - EVERY <= got <= at + EVERY and got % EVERY == 0, (kill, got)
@@ -190,7 +190,7 @@ def test_each_restart_resumed_from_the_latest_checkpoint(runs, loader):
     for index, line in enumerate(lines):
         if line.startswith("resumed"):
             iteration = int(line.split()[2])
-            following = next(l for l in lines[index + 1:] if l.startswith("it "))
+            following = next(later for later in lines[index + 1:] if later.startswith("it "))
             assert following.split()[1] == str(iteration + 1)
 
 

@@ -11,7 +11,6 @@ import io
 
 import pytest
 
-from statefire.frame import State
 from statefire.features import (
     AverageOutput,
     EarlyStopping,
@@ -23,6 +22,7 @@ from statefire.features import (
     TensorBoard,
     Timer,
 )
+from statefire.frame import State
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import State
 from statefire.features import Model, Optimizer, OutputHandler, SupervisedEvaluator, SupervisedTrainer
+from statefire.frame import State
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_component_wrappers_reject_other_objects(s):
 
 
 def test_pipelines_share_one_model_component(s, digits):
-    x, y, xv, yv = digits
+    x, y, _, _ = digits
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     loader = DataLoader(TensorDataset(x, y), batch_size=64)
@@ -122,7 +122,7 @@ def test_trainer_output_transform_and_gradient_accumulation(s, digits):
     assert isinstance(trainer.output, float)
     with State():
         SupervisedTrainer(b, torch.optim.SGD(b.parameters(), lr=0.1), loss_fn, data32).run()
-    for p, q in zip(a.parameters(), b.parameters()):
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
@@ -155,7 +155,7 @@ def test_mixed_precision_steps_exactly_as_a_hand_written_autocast_loop(s, digits
             expected.append(loss.detach())
     assert losses[0].dtype == torch.float32 and evaluator.output[0].dtype == torch.bfloat16  # autocast ran
     torch.testing.assert_close(torch.stack(losses), torch.stack(expected), rtol=0, atol=0)
-    for p, q in zip(model.parameters(), by_hand.parameters()):
+    for p, q in zip(model.parameters(), by_hand.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     assert s.state_dict()["engines"]["trainer"]["scaler"] == scaler.state_dict()
     assert losses[-1] < losses[0] and s.val_evaluator_accuracy.value is not None
@@ -173,7 +173,9 @@ def test_the_scaler_is_restored_with_the_state(s):
 
 def test_amp_arguments_are_checked(s):
     model = torch.nn.Linear(2, 2)
-    with pytest.raises(ValueError, match=r"amp_mode of engine 'trainer' must be None or 'amp', got 'apex'; apex is not"):
+    with pytest.raises(
+        ValueError, match=r"amp_mode of engine 'trainer' must be None or 'amp', got 'apex'; apex is not"
+    ):
         SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.functional.mse_loss, [],
                           amp_mode="apex")
     with pytest.raises(TypeError, match=r"scaler of trainer 'trainer' must be a bool or a torch.amp.GradScaler, got 2"):
@@ -239,7 +241,7 @@ def test_same_losses_and_weights_as_ignite(digits):
     n = len(losses) // 3
     epoch_means = [sum(losses[i * n:(i + 1) * n]) / n for i in range(3)]
     assert epoch_means == [sum(ignite_losses[i * n:(i + 1) * n]) / n for i in range(3)]
-    for mine, theirs in zip(model.state_dict().values(), ignite_model.state_dict().values()):
+    for mine, theirs in zip(model.state_dict().values(), ignite_model.state_dict().values(), strict=True):
         assert torch.equal(mine, theirs)
 
 

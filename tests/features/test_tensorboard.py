@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from statefire.frame import State
 from statefire.features import Engine, ScalarChart, TensorBoard
 from statefire.features.tensorboard import find_writer, scalar_value, step_value
+from statefire.frame import State
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from statefire.frame import State
 from statefire.features import (
     AverageOutput,
     Checkpoint,
@@ -47,6 +46,7 @@ from statefire.features import (
     auto_model,
     auto_optim,
 )
+from statefire.frame import State
 
 NAN_AT = 5  # the iteration whose loss is NaN on the second process
 BATCH = 32  # the global batch: 16 per process

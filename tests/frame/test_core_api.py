@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from typing import ClassVar
 
 import pytest
 
@@ -180,7 +181,9 @@ def test_strict_loading_fails_when_saved_keys_are_not_restored(s):
     """A key a feature's state_dict adds without a matching load_state_dict is refused, by path."""
     Forgetful(name="f")
     saved = s.state_dict()
-    with pytest.raises(StateDictError, match=r"saved but restored by nothing: components\.f\.buffer.*override load_state_dict"):
+    with pytest.raises(
+        StateDictError, match=r"saved but restored by nothing: components\.f\.buffer.*override load_state_dict"
+    ):
         s.load_state_dict(saved)
     with pytest.raises(StateDictError, match=r"components\.f\.buffer"):
         s.f.load_state_dict(saved["components"]["f"])  # the feature's own hook says the same
@@ -205,7 +208,7 @@ def test_an_override_that_forgets_to_take_its_key_out_is_caught(s):
 
 class Resource(Feature):
     category = "writers"
-    closed: list[str] = []
+    closed: ClassVar[list[str]] = []
 
     def close(self) -> None:
         Resource.closed.append(self.name)
@@ -237,10 +240,9 @@ def test_every_feature_is_closed_even_if_one_close_fails():
             raise OSError("disk gone")
 
     Resource.closed = []
-    with pytest.raises(OSError, match="disk gone"):
-        with State():
-            Failing(name="x")
-            Resource(name="y")
+    with pytest.raises(OSError, match="disk gone"), State():
+        Failing(name="x")
+        Resource(name="y")
     assert Resource.closed == ["y"]
 
 
@@ -328,7 +330,9 @@ def test_a_state_cannot_be_copied_or_pickled(how):
     """Copying or pickling a State (also inside its with-block) says to use state_dict/load_state_dict."""
     with State() as st:
         Trainer(name="trainer")
-        with pytest.raises(CopyError, match=r"a State cannot be copied or pickled.*state_dict\(\).*load_state_dict\(\)"):
+        with pytest.raises(
+            CopyError, match=r"a State cannot be copied or pickled.*state_dict\(\).*load_state_dict\(\)"
+        ):
             how(st)
     assert isinstance(CopyError("x"), TypeError)
 

@@ -231,7 +231,9 @@ def test_unknown_container_member_suggests_close_names(s):
 
 def test_unknown_container_ref_is_a_clear_error(s):
     """`state.metrics.add_ref` suggests `added_ref` instead of leaking an internal error."""
-    with pytest.raises(UnknownNameError, match=r"container metrics has no state object 'add'; did you mean 'added_ref'"):
+    with pytest.raises(
+        UnknownNameError, match=r"container metrics has no state object 'add'; did you mean 'added_ref'"
+    ):
         s.metrics.add_ref
 
 

@@ -325,7 +325,9 @@ def test_filtered_ref_with_when_and_attach_when_both_apply(s):
 def test_filtered_ref_rejects_a_second_counting_filter(s):
     """`ref(every=2).attach(fn, every=3)` is a ValueError: two counting filters cannot combine."""
     e = Engine()
-    with pytest.raises(ValueError, match=r"a filtered ref \(every=2\) cannot take another every/once filter \(every=3\)"):
+    with pytest.raises(
+        ValueError, match=r"a filtered ref \(every=2\) cannot take another every/once filter \(every=3\)"
+    ):
         e.n_samples_ref(every=2).attach(print, every=3)
 
 

@@ -92,10 +92,9 @@ def test_hold_raising_drops_the_events_but_keeps_the_values(s):
     """If the held block raises, the deferred events are dropped; the values stay set."""
     m = Meter()
     log = recorder(m)
-    with pytest.raises(RuntimeError):
-        with s.hold():
-            m.a = 5
-            raise RuntimeError("stop")
+    with pytest.raises(RuntimeError), s.hold():
+        m.a = 5
+        raise RuntimeError("stop")
     assert log == []
     assert m.a == 5
     m.a = 6  # firing works again afterwards
@@ -212,7 +211,6 @@ def test_hold_is_per_state(s):
     """Holding one State does not defer events of another."""
     m = Meter()
     log = recorder(m)
-    with type(s)() as other:
-        with other.hold():
-            m.a = 1
+    with type(s)() as other, other.hold():
+        m.a = 1
     assert log == [("a", 1)]

@@ -13,7 +13,7 @@ def loaded_after(code: str) -> list[str]:
     """The statefire and heavy modules a fresh interpreter holds after running `code`."""
     probe = (
         f"{code}\nimport sys, json\n"
-        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY + ['statefire']!r})))\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {[*HEAVY, 'statefire']!r})))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     return json.loads(result.stdout)

@@ -81,9 +81,8 @@ def test_handle_is_a_context_manager(s):
     with t.output_ref.attach(seen.append):
         t.output = "in"
     t.output = "out"
-    with pytest.raises(ZeroDivisionError):
-        with t.output_ref.attach(seen.append):
-            1 / 0
+    with pytest.raises(ZeroDivisionError), t.output_ref.attach(seen.append):
+        1 / 0
     t.output = "after"
     assert seen == ["in"]
     assert t.output_ref.handles == ()

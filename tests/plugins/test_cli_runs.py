@@ -140,9 +140,12 @@ def test_main_help_and_bad_arguments(repo, capsys):
         assert exit.value.code == 0
         out = capsys.readouterr().out
         assert "trainer" in out and "runs on engines.trainer.n_epoch_completed" in out and "params.hp.scale" in out
-        for argv, message in ((["val_evaluatr"], "no engine 'val_evaluatr' in this script; did you mean 'val_evaluator'?"),
-                              (["--set", "params.hp.scal=2"], "no such param; did you mean 'params.hp.scale'?"),
-                              (["--set", "hp"], "is not PATH=VALUE")):
+        mistakes = (
+            (["val_evaluatr"], "no engine 'val_evaluatr' in this script; did you mean 'val_evaluator'?"),
+            (["--set", "params.hp.scal=2"], "no such param; did you mean 'params.hp.scale'?"),
+            (["--set", "hp"], "is not PATH=VALUE"),
+        )
+        for argv, message in mistakes:
             with pytest.raises(SystemExit) as exit:
                 main(argv, state=s)
             assert exit.value.code == 2 and message in capsys.readouterr().err

@@ -18,8 +18,8 @@ from tensorboard.backend.event_processing.event_multiplexer import EventMultiple
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from statefire.frame import Params, State
 from statefire.features import Accuracy, Clock, Engine, IgniteMetric, Loss, Metric, TensorBoard
+from statefire.frame import Params, State
 from statefire.plugins import EnginesMetricsCharts, EnginesMetricsComparisonCharts, HParams
 
 LAYOUT_TAG = "custom_scalars__config__"
@@ -162,7 +162,9 @@ def test_ten_engines_with_five_metrics_give_five_charts_of_ten_curves(s, tmp_pat
     kinds = ["accuracy", "loss", "precision", "recall", "fbeta"]
     trainer = Engine("trainer", lambda engine, batch: batch, data=[1.0, 2.0, 3.0], n_epochs=2)
     engines = [trainer] + [
-        Engine(f"evaluator{i}", lambda engine, batch, i=i: batch + i, data=[1.0, 5.0], run_on=trainer.n_epoch_completed_ref)
+        Engine(
+            f"evaluator{i}", lambda engine, batch, i=i: batch + i, data=[1.0, 5.0], run_on=trainer.n_epoch_completed_ref
+        )
         for i in range(9)
     ]
     TensorBoard(tmp_path)
@@ -287,7 +289,9 @@ def test_one_section_per_engine_with_every_metric_against_each_x_axis(s, tmp_pat
     s.tensor_board.close()
 
     assert plugin.sections == {
-        engine: [f"{engine}/{kind}/trainer.{x}" for kind in ("accuracy", "loss") for x in ("n_samples", "n_epoch_completed")]
+        engine: [
+            f"{engine}/{kind}/trainer.{x}" for kind in ("accuracy", "loss") for x in ("n_samples", "n_epoch_completed")
+        ]
         for engine in ("cv_evaluator", "val_evaluator")
     }
     multiplexer = load(tmp_path)
@@ -302,7 +306,8 @@ def test_one_section_per_engine_with_every_metric_against_each_x_axis(s, tmp_pat
             selected = curves(multiplexer, chart.multiline.tag[0])
             assert list(selected) == [engine]
             assert_curve(selected[engine], seen[x_label.split(".")[1]][f"{engine}_{kind}"])
-    assert [step for step, _ in curves(multiplexer, "^val_evaluator/loss/trainer.n_epoch_completed$")["val_evaluator"]] == [1, 2]
+    val_loss = curves(multiplexer, "^val_evaluator/loss/trainer.n_epoch_completed$")["val_evaluator"]
+    assert [step for step, _ in val_loss] == [1, 2]
 
 
 def test_engines_compared_against_wall_time_share_the_clocks_origin(s, tmp_path):
@@ -330,7 +335,7 @@ def test_engines_compared_against_wall_time_share_the_clocks_origin(s, tmp_path)
             assert steps == sorted(steps) and steps[-1] - steps[0] >= 2 * 60  # two epochs of 6 x 10 ms apart
             # The step is the elapsed time at which TensorBoard stamped the point.
             stamped = [1000 * (e.wall_time - started) for e in multiplexer.Scalars(run, chart.title)]
-            assert all(abs(ms - step) < 250 for ms, step in zip(stamped, steps)), (stamped, steps)
+            assert all(abs(ms - step) < 250 for ms, step in zip(stamped, steps, strict=False)), (stamped, steps)
 
 
 def test_per_class_metrics_give_a_curve_per_class_and_matrices_are_skipped(s, tmp_path):
@@ -348,11 +353,15 @@ def test_per_class_metrics_give_a_curve_per_class_and_matrices_are_skipped(s, tm
     seen = {m.name: [] for m in precisions}
     for m in precisions:
         m.value_ref.attach(lambda value, name=m.name: seen[name].append((trainer.n_samples, value.tolist())))
-    with pytest.warns(UserWarning, match=r"skips what it cannot chart: .*confusion_matrix.value: it holds Tensor of shape \(3, 3\)"):
+    with pytest.warns(
+        UserWarning, match=r"skips what it cannot chart: .*confusion_matrix.value: it holds Tensor of shape \(3, 3\)"
+    ):
         trainer.run()
     s.tensor_board.close()
 
-    assert plugin.metric_types == {"precision": ["cv_evaluator", "val_evaluator"], "confusion_matrix": ["cv_evaluator", "val_evaluator"]}
+    assert plugin.metric_types == {
+        "precision": ["cv_evaluator", "val_evaluator"], "confusion_matrix": ["cv_evaluator", "val_evaluator"]
+    }
     multiplexer = load(tmp_path)
     chart = layout_of(multiplexer).category[0].chart[0]
     assert chart.title == "precision"
@@ -469,7 +478,9 @@ def test_hparams_named_metrics_must_exist(s, tmp_path):
     trainer = Engine("trainer", lambda engine, batch: batch, data=[1.0])
     TensorBoard(tmp_path)
     HParams(metrics=["trainer_accuracy"])
-    with pytest.raises(ValueError, match=r"reports metric 'trainer_accuracy', but the state has no metric of that name"):
+    with pytest.raises(
+        ValueError, match=r"reports metric 'trainer_accuracy', but the state has no metric of that name"
+    ):
         trainer.run()
     with pytest.raises(TypeError, match="metrics of HParams must be metric features or their names, got 3"):
         HParams(metrics=[3], name="other")

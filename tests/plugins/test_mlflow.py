@@ -7,8 +7,8 @@ import subprocess
 
 from mlflow.tracking import MlflowClient
 
-from statefire.frame import Params, State
 from statefire.features import AverageOutput, Engine, ScalarChart, TensorBoard
+from statefire.frame import Params, State
 from statefire.plugins import MLflow, Registry, Run
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from statefire.frame import State
 from statefire.features import Engine
+from statefire.frame import State
 from statefire.plugins import DataFlowGraph
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from statefire.frame import Params, State
 from statefire.features import Engine
+from statefire.frame import Params, State
 from statefire.plugins import Registry, Run, RunRecord
 from statefire.plugins import registry as registry_module
 from statefire.plugins._snapshot import RunWarning
@@ -28,7 +28,7 @@ def make_runs(root: Path, lrs=(0.1, 0.01, 0.001)) -> list[Run]:
     for lr in lrs:
         with State():
             Params(name="hp", lr=lr, depth=2)
-            trainer = Engine("trainer", lambda engine, batch: batch * lr, data=[1.0, 2.0], n_epochs=2)
+            trainer = Engine("trainer", lambda engine, batch, lr=lr: batch * lr, data=[1.0, 2.0], n_epochs=2)
             run = Run(root, name=f"lr={lr}", snapshot=False, track=[trainer.output_ref])
             trainer.run()
             run.finish()
@@ -53,7 +53,7 @@ def test_queries_get_series_and_compare(tmp_path):
     comparison = registry.compare([runs[0].id, runs[1].id])
     assert comparison[0].key == "params.hp.lr" and comparison[0].differs
     assert comparison[0].values == (0.1, 0.01)
-    assert not [row for row in comparison if row.key == "params.hp.depth"][0].differs
+    assert not next(row for row in comparison if row.key == "params.hp.depth").differs
     text = str(comparison)
     assert runs[0].id in text and text.index("params.hp.lr") < text.index("params.hp.depth")
 
@@ -61,7 +61,7 @@ def test_queries_get_series_and_compare(tmp_path):
 def test_lookups_that_fail_say_what_is_there(tmp_path):
     runs = make_runs(tmp_path, lrs=(0.1, 0.2))
     registry = Registry(tmp_path)
-    common = os.path.commonprefix([r.id for r in runs])
+    common = os.path.commonprefix([r.id for r in runs])  # noqa: RUF071  # ids are strings; their common start is wanted
     with pytest.raises(UnknownRunError, match=f"prefix '{common}' matches 2 runs.*{runs[0].id}"):
         registry.get(common)
     typo = runs[0].id[:-1] + ("0" if runs[0].id[-1] != "0" else "1")
@@ -192,7 +192,7 @@ def test_sigkill_during_writes_leaves_complete_files_and_a_consistent_registry(t
     root = tmp_path / "runs"
     run_dirs = []
     deadline = time.monotonic() + 20
-    for attempt in range(8):
+    for _attempt in range(8):
         if time.monotonic() > deadline:
             break
         process = subprocess.Popen([sys.executable, str(script), str(root)], stdout=subprocess.PIPE, text=True)

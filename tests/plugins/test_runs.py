@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from statefire.frame import Params, State
 from statefire.features import (
     AverageOutput,
     Checkpoint,
@@ -26,6 +25,7 @@ from statefire.features import (
     SupervisedTrainer,
     TensorBoard,
 )
+from statefire.frame import Params, State
 from statefire.plugins import Registry, Run
 from statefire.plugins import runs as runs_module
 from statefire.plugins._snapshot import MAX_UNTRACKED_BYTES, RunWarning
@@ -64,13 +64,13 @@ def read_record(run_dir: Path) -> dict:
 def test_a_run_records_its_directory_config_metrics_series_and_artifacts(tmp_path):
     """run.json has every key, the final metrics, the config; series steps are the trainer's n_samples."""
     with State() as s:
-        trainer, evaluator = digits_experiment()
+        trainer, _evaluator = digits_experiment()
         run = Run(tmp_path / "runs", experiment="digits", name="first", snapshot=False)
         TensorBoard()
         ScalarChart(s.metrics.val_evaluator_accuracy.value_ref, trainer.n_samples_ref)
         Checkpoint(trigger=trainer.n_epoch_completed_ref)
         live = read_record(run.dir)
-        assert live["status"] == "running" and RECORD_KEYS <= set(live)
+        assert live["status"] == "running" and set(live) >= RECORD_KEYS
         trainer.run()
         run.finish()
         accuracy = s.metrics.val_evaluator_accuracy.value
@@ -208,7 +208,7 @@ def test_only_the_main_process_writes(tmp_path):
     processes = [subprocess.Popen([sys.executable, str(script), str(rank)], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
     outputs = [p.communicate(timeout=120) for p in processes]
-    for process, (out, err) in zip(processes, outputs):
+    for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err[-3000:]
     assert [out.split()[:3] for out, _ in outputs] == [["DIRS", "True", "True"], ["DIRS", "True", "False"]]
     (record,) = Registry(tmp_path / "runs").runs()
@@ -369,7 +369,7 @@ def test_the_snapshot_commits_the_tree_as_on_disk_and_touches_nothing(tmp_path):
         run.finish()
     after = repo_view(repo)
     after["files"] = [f for f in after["files"] if not f[0].startswith("runs/")]
-    after["status"] = "".join(l for l in after["status"].splitlines(True) if not l.startswith("?? runs/"))
+    after["status"] = "".join(row for row in after["status"].splitlines(True) if not row.startswith("?? runs/"))
     assert after == before
     git_info = read_record(run.dir)["git"]
     snapshot = git_info["snapshot"]

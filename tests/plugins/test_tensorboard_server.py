@@ -73,7 +73,7 @@ def log_dir(tmp_path_factory) -> Path:
 
 
 def test_the_example_writes_one_run_per_engine(log_dir):
-    assert sorted(p.name for p in log_dir.iterdir() if p.is_dir()) == sorted(ENGINES + ["hparams"])
+    assert sorted(p.name for p in log_dir.iterdir() if p.is_dir()) == sorted([*ENGINES, "hparams"])
 
 
 def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
@@ -85,7 +85,7 @@ def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
         sys.executable, "-m", "tensorboard.main", "--logdir", str(log_dir), "--host", "127.0.0.1",
         "--port", str(port), "--load_fast", "false", "--reload_interval", "1",
     ]  # fmt: skip
-    stderr = open(tmp_path / "tensorboard.log", "w+")
+    stderr = open(tmp_path / "tensorboard.log", "w+")  # noqa: SIM115  # the server's, closed in the finally below
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)
     try:
         # The layout: the comparison category first, one Multiline chart per metric type.
@@ -98,14 +98,17 @@ def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
             ("accuracy", ["^accuracy(/\\d+)?$"]),
             ("loss", ["^loss(/\\d+)?$"]),
         ]
-        assert [c["title"] for c in layout[1:]] == [f"{e} metrics" for e in ("trainer", "cv_evaluator", "val_evaluator")]
+        titles = [c["title"] for c in layout[1:]]
+        assert titles == [f"{e} metrics" for e in ("trainer", "cv_evaluator", "val_evaluator")]
 
         for chart in comparison["chart"]:
             regex = chart["multiline"]["tag"][0]
             for run in ENGINES:
                 query = urllib.parse.urlencode({"run": run, "tag": regex})
                 answer = wait_for(
-                    lambda: get(f"{base}/data/plugin/custom_scalars/scalars?{query}"), server, f"{run} {regex}"
+                    lambda query=query: get(f"{base}/data/plugin/custom_scalars/scalars?{query}"),
+                    server,
+                    f"{run} {regex}",
                 )
                 assert answer["regex_valid"] is True
                 answer = answer["tag_to_events"]
@@ -115,7 +118,8 @@ def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
                 assert steps == [N_TRAIN * epoch for epoch in range(1, N_EPOCHS + 1)]
                 expected = [e.value for e in on_disk.Scalars(run, chart["title"])]
                 np.testing.assert_allclose([point[2] for point in series], expected, rtol=1e-6)
-                plain = get(f"{base}/data/plugin/scalars/scalars?{urllib.parse.urlencode({'run': run, 'tag': chart['title']})}")
+                plain_query = urllib.parse.urlencode({"run": run, "tag": chart["title"]})
+                plain = get(f"{base}/data/plugin/scalars/scalars?{plain_query}")
                 assert [point[1:] for point in plain] == [point[1:] for point in series]
             if chart["title"] == "accuracy":
                 assert 0.8 < series[-1][2] <= 1.0  # the validation accuracy of a trained model
@@ -139,4 +143,5 @@ def test_tensorboard_server_serves_the_comparison_charts(log_dir, tmp_path):
             server.kill()
             server.wait(timeout=15)
         stderr.close()
-    assert re.search(r"TensorBoard [\d.]+ at http://127\.0\.0\.1:" + str(port), (tmp_path / "tensorboard.log").read_text())
+    started = (tmp_path / "tensorboard.log").read_text()
+    assert re.search(r"TensorBoard [\d.]+ at http://127\.0\.0\.1:" + str(port), started)

@@ -199,10 +199,9 @@ def test_start_twice_raises_and_restart_adds(pair):
 
 def test_features_created_while_tracing_are_traced():
     """A feature created inside the trace is observed too."""
-    with State() as s:
-        with EventTrace(s) as trace:
-            box = Box()
-            box.n = 3
+    with State() as s, EventTrace(s) as trace:
+        box = Box()
+        box.n = 3
     assert trace.counts()["boxes.box.n"] == 1
     assert trace.counts()["boxes.added"] == 1
 
@@ -319,7 +318,7 @@ def test_traced_and_untraced_runs_train_identically():
         weights_b, values_b, untouched = _train(traced=False)
     finally:
         torch.set_num_threads(threads)
-    assert all(torch.equal(a, b) for a, b in zip(weights_a, weights_b))
+    assert all(torch.equal(a, b) for a, b in zip(weights_a, weights_b, strict=True))
     assert values_a == values_b
     assert values_a["val_evaluator_accuracy"] > 0.5
     assert trace.counts()["engines.trainer.n_iteration_completed"] == 30

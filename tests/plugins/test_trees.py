@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import tree_experiment as exp
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import tree_experiment as exp
-from statefire.frame import Params, State
 from statefire.features import Model
+from statefire.frame import Params, State
 from statefire.plugins import ExperimentTree, TreeNode
 from statefire.plugins.cli import main
 from statefire.plugins.trees import BuildMismatchError, RecipeError, TreeLockedError
@@ -170,7 +170,8 @@ def test_load_without_build_queries_the_tree(realized, tmp_path):
     assert (tmp_path / "tree.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "prune(amount=0.6)" in (tmp_path / "tree.svg").read_text()
     mermaid = (tmp_path / "tree.mmd").read_text()
-    assert mermaid.startswith("graph TD") and f"val_evaluator_accuracy={pruned.metrics['val_evaluator_accuracy']:.4g}" in mermaid
+    assert mermaid.startswith("graph TD")
+    assert f"val_evaluator_accuracy={pruned.metrics['val_evaluator_accuracy']:.4g}" in mermaid
     assert mermaid.count("-->") == 5
     with pytest.raises(ValueError, match=r"use \.png, \.svg, \.pdf or \.mmd"):
         loaded.save(tmp_path / "tree.gif")
@@ -256,7 +257,8 @@ def test_sigkill_mid_node_then_rerun_gives_the_uninterrupted_numbers(realized, t
     (directory / "nodes" / f"{interrupted.id}.pt.tmp-99999").write_bytes(b"half a checkpoint")
 
     result = exp.make_tree(str(directory)).run()  # the second run, in this process
-    assert sorted(n.path for n in result.computed) == sorted(n.path for n in uninterrupted.find() if n.path not in before)
+    recomputed = sorted(n.path for n in uninterrupted.find() if n.path not in before)
+    assert sorted(n.path for n in result.computed) == recomputed
     assert not list((directory / "nodes").glob("*.tmp-*"))  # a killed write's temp file was never read, then removed
     resumed = ExperimentTree(directory, exp.build)
     assert {n.path: n.finished for n in resumed.find() if n.path in before} == before  # kept, not redone

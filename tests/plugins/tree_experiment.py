@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch.nn.utils import prune as torch_prune
 from torch.utils.data import DataLoader, TensorDataset
 
-from statefire.frame import State
 from statefire.features import Checkpoint, ScalarChart, SupervisedEvaluator, SupervisedTrainer, TensorBoard
+from statefire.frame import State
 from statefire.plugins import ExperimentTree
 
 _DATA: list[torch.Tensor] = []
