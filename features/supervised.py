@@ -120,6 +120,9 @@ class SupervisedTrainer(Engine):
             Lightning's `gradient_clip_algorithm="value"`. With a scaler,
             the gradients are unscaled first, so the limit applies to the
             true gradients. At most one of the two.
+        run_on: a ref (or filtered ref) whose every firing runs this
+            trainer, as `Engine(run_on=...)`: e.g. a second model's trainer
+            following the first's `n_epoch_completed_ref`.
 
     Example:
         >>> import torch
@@ -156,6 +159,7 @@ class SupervisedTrainer(Engine):
         scaler: bool | torch.amp.GradScaler = False,
         clip_grad_norm: float | None = None,
         clip_grad_value: float | None = None,
+        run_on: Ref | FilteredRef | None = None,
     ) -> None:
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(y_pred, y), got {loss_fn!r}")
@@ -178,6 +182,8 @@ class SupervisedTrainer(Engine):
         self._clip = clip
         self.clip_grad_norm = clip_grad_norm
         self.clip_grad_value = clip_grad_value
+        if run_on is not None:
+            self.follow(run_on)
 
     def _step(self, batch: Any) -> Any:
         module = self.model.module

@@ -207,6 +207,13 @@ class Observable:
         values = self.__dict__
         return {name: values[name] for name in type(self)._sf_objects}
 
+    def shown_values(self) -> dict[str, Any]:
+        """What a person sees of this feature (`print(state)`, its repr, a notebook table): `values()`
+        without the hidden objects (`StateObject(hidden=True)`, resume bookkeeping). A feature may
+        override it to add a summary (a model shows its parameter count)."""
+        objects = type(self)._sf_objects
+        return {name: value for name, value in self.values().items() if not getattr(objects.get(name), "hidden", False)}
+
     @property
     def refs(self) -> Keyed[str, Ref[Any]]:
         """A ref to every state object, by name."""
@@ -398,7 +405,7 @@ class Feature(Observable):
     def __repr__(self) -> str:
         from ._render import summarize
 
-        values = ", ".join(f"{n}={summarize(v)}" for n, v in self.values().items())
+        values = ", ".join(f"{n}={summarize(v)}" for n, v in self.shown_values().items())
         return f"<{type(self).__name__} {self.path}: {values}>"
 
     def _repr_html_(self) -> str:
