@@ -421,13 +421,18 @@ def _announcing(init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def __init__(self: Feature, *args: Any, **kwargs: Any) -> None:
         machinery = self._sf
+        if machinery.init_depth == 0:
+            # What the State held before: a failed construction takes out what it registered
+            # (its components too), so a notebook cell fixed and re-run starts clean.
+            state = _context.current()
+            n_before = len(state._frame.features)
         machinery.init_depth += 1
         try:
             init(self, *args, **kwargs)
         except BaseException:
             machinery.init_depth -= 1
-            if machinery.init_depth == 0 and machinery.state is not None:
-                machinery.state.remove(self, announce=False)
+            if machinery.init_depth == 0:
+                _remove_half_built(self, state, n_before)
             raise
         machinery.init_depth -= 1
         if machinery.init_depth == 0 and not machinery.announced:
@@ -439,6 +444,17 @@ def _announcing(init: Callable[..., None]) -> Callable[..., None]:
                 state._announce(self)
 
     return __init__
+
+
+def _remove_half_built(feature: Feature, state: State, n_before: int) -> None:
+    """Remove `feature`, whose `__init__` raised, and the features registered during it, newest first."""
+    if feature._sf.state is not None:
+        state = feature._sf.state
+    for other in reversed(list(state._frame.features.values())[n_before:]):
+        if other is feature or other._sf.init_depth == 0:
+            announced = other._sf.announced
+            with contextlib.suppress(Exception):  # the constructor's own error is the one to see
+                state.remove(other, announce=announced)
 
 
 Feature.__init__ = _announcing(Feature.__init__)  # type: ignore[method-assign]
