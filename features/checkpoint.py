@@ -719,14 +719,26 @@ _DEFAULT_PREFIX = "checkpoint"  # the default name of a Checkpoint, so of its fi
 _FILE_NAME = re.compile(r"(.+)_(\d+)(?:_score=[-+0-9.eEinfa]+)?\.pt")
 
 
+#: Files verified unchanged since (path, inode, size, mtime): `latest` then `load` reads the CRCs once.
+_VERIFIED: collections.OrderedDict[tuple[str, int, int, int], None] = collections.OrderedDict()
+
+
 def _verify(path: Path, previous: Path | None = None) -> None:
     """Check every entry's CRC: torch does not, so bit flips inside a tensor would load silently."""
     try:
+        stat = os.stat(path)
+        key = (os.path.abspath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if key in _VERIFIED:
+            return
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise _corrupted(path, error) from None
-    if damaged is not None:
+    if damaged is None:
+        _VERIFIED[key] = None
+        while len(_VERIFIED) > 16:
+            _VERIFIED.popitem(last=False)
+    else:
         instead = f"; the file before it is {str(previous)!r}" if previous is not None else ""
         raise CheckpointError(
             f"checkpoint file {str(path)!r} is damaged: entry {damaged!r} does not match its stored CRC "
