@@ -810,7 +810,7 @@ def _hint_engine_parameter(error: AttributeError, dispatcher: _Dispatcher, value
     if hasattr(error, "add_note"):
         error.add_note(note)
     else:  # Python 3.10
-        error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
+        error.__notes__ = [*getattr(error, "__notes__", []), note]
 
 
 def _cycle_error(dispatcher: _Dispatcher) -> CycleError:

@@ -424,15 +424,15 @@ def _announcing(init: Callable[..., None]) -> Callable[..., None]:
         if machinery.init_depth == 0:
             # What the State held before: a failed construction takes out what it registered
             # (its components too), so a notebook cell fixed and re-run starts clean.
-            state = _context.current()
-            n_before = len(state._frame.features)
+            home = _context.current()
+            n_before = len(home._frame.features)
         machinery.init_depth += 1
         try:
             init(self, *args, **kwargs)
         except BaseException:
             machinery.init_depth -= 1
             if machinery.init_depth == 0:
-                _remove_half_built(self, state, n_before)
+                _remove_half_built(self, home, n_before)
             raise
         machinery.init_depth -= 1
         if machinery.init_depth == 0 and not machinery.announced:

@@ -599,7 +599,7 @@ def _flush(pending: dict[tuple[Observable, str], Any]) -> None:
         if hasattr(first, "add_note"):
             first.add_note(note)
         else:  # Python 3.10
-            first.__notes__ = [*getattr(first, "__notes__", []), note]  # type: ignore[attr-defined]
+            first.__notes__ = [*getattr(first, "__notes__", []), note]
         raise first
 
 

@@ -176,8 +176,8 @@ def test_best_model_files_carry_the_score_and_load_weights_for_inference(digits,
                                     torch.nn.functional.cross_entropy, _batches(digits), n_epochs=4)
         SupervisedEvaluator(model, _batches(digits), metrics=["accuracy"],
                                         run_on=trainer.n_epoch_completed_ref)
-        best = Checkpoint(tmp_path, trigger=trainer.n_epoch_completed_ref,
-                          score_ref=s.evaluator_accuracy.value_ref, n_saved=2, name="best")
+        Checkpoint(tmp_path, trigger=trainer.n_epoch_completed_ref,
+                   score_ref=s.evaluator_accuracy.value_ref, n_saved=2, name="best")
         scores = []
         s.evaluator_accuracy.value_ref.attach(scores.append)
         trainer.run()
