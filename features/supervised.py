@@ -182,6 +182,7 @@ class SupervisedTrainer(Engine):
         self._clip = clip
         self.clip_grad_norm = clip_grad_norm
         self.clip_grad_value = clip_grad_value
+        self._learned_at = 0  # the n_iteration_started whose batch was last backpropagated (and stepped)
         if run_on is not None:
             self.follow(run_on)
 
@@ -194,6 +195,8 @@ class SupervisedTrainer(Engine):
         optimizer = self.optimizer.optimizer
         steps = self.gradient_accumulation_steps
         position = self.epoch_iteration  # iterations of this epoch before this one
+        if self._learned_at == self.n_iteration_started:
+            return self._retried_output(batch, module)
         if position % steps == 0:
             optimizer.zero_grad()
         x, y = self.prepare_batch(batch, self.device, self.non_blocking)
@@ -207,6 +210,19 @@ class SupervisedTrainer(Engine):
             self.scaler.scale(scaled).backward()
         if (position + 1) % steps == 0:
             self._optimizer_step()
+        # This batch has been learned from: if what follows raises (output_transform), the
+        # retry of this iteration must not backpropagate or step again.
+        self._learned_at = self.n_iteration_started
+        if self.output_transform is not None:
+            return self.output_transform(x, y, y_pred, loss)
+        return loss.detach()
+
+    def _retried_output(self, batch: Any, module: torch.nn.Module) -> Any:
+        """The output of an iteration retried after its step ran: the forward pass again, no learning."""
+        x, y = self.prepare_batch(batch, self.device, self.non_blocking)
+        with torch.no_grad(), self._autocast(self.device, module):
+            y_pred = module(x)
+            loss = self.loss_fn(y_pred, y)
         if self.output_transform is not None:
             return self.output_transform(x, y, y_pred, loss)
         return loss.detach()
@@ -265,8 +281,13 @@ class SupervisedTrainer(Engine):
                 problems.append(f"{where}[{index}]: expected a tensor of shape {tuple(parameter.shape)}, found {found}")
         return problems
 
+    def _abandon_run(self) -> None:
+        super()._abandon_run()
+        self._learned_at = 0  # a new run: its first batch is learned from whatever its number
+
     def _load(self, state_dict: dict[str, Any]) -> None:
         super()._load(state_dict)
+        self._learned_at = 0  # a restored position: the next batch was not learned from in this process
         if self.scaler is not None and "scaler" in state_dict:
             self.scaler.load_state_dict(state_dict["scaler"])
         grads = state_dict.get("pending_grads")

@@ -175,7 +175,7 @@ def test_best_model_files_carry_the_score_and_load_weights_for_inference(digits,
         trainer = SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9),
                                     torch.nn.functional.cross_entropy, _batches(digits), n_epochs=4)
         SupervisedEvaluator(model, _batches(digits), metrics=["accuracy"],
-                                        run_on=trainer.n_epoch_completed_ref)
+                            run_on=trainer.n_epoch_completed_ref)
         Checkpoint(tmp_path, trigger=trainer.n_epoch_completed_ref,
                    score_ref=s.evaluator_accuracy.value_ref, n_saved=2, name="best")
         scores = []
@@ -440,3 +440,28 @@ def test_migration_guide_has_the_new_rows():
     for idiom in ("max_epochs", "def f(engine)", "load_weights", "run_on=", "state.clear()"):
         assert idiom in guide, idiom
 
+
+
+def test_a_retry_after_output_transform_failed_never_steps_twice(digits):
+    """The step ran, then `output_transform` raised: the retry gives the output without learning again."""
+    with State():
+        trainer, reference, _ = _stepped_trainer(digits)
+        trainer.run()
+    with State():
+        failures = {"left": 1}
+
+        def output_transform(x, y, y_pred, loss):
+            if failures["left"] and trainer.n_iteration_started == 5:
+                failures["left"] -= 1
+                raise ValueError("a bad output_transform")
+            return loss.item()
+
+        trainer, model, steps = _stepped_trainer(digits, output_transform=output_transform)
+        with pytest.raises(ValueError):
+            trainer.run()
+        assert len(steps) == 5 and trainer.n_iteration_completed == 4
+        trainer.run()
+        assert len(steps) == 20 == trainer.n_iteration_started == trainer.n_iteration_completed
+        assert isinstance(trainer.output, float)
+    for a, b in zip(reference.parameters(), model.parameters()):
+        assert torch.equal(a, b)
