@@ -16,6 +16,10 @@ b) The engine loop with the retry bookkeeping (a few local stores per
    against the loop of the main branch (`git show main:features/engine.py`,
    loaded as a separate module), 100k trivial iterations, no callbacks.
    When the main branch's file cannot be read (no git), part b is skipped.
+c) A set of a state object with 1 and with 10 callbacks, the dispatch of
+   this branch (an `except AttributeError` clause per dispatch loop, for the
+   note on ignite-style callbacks) against the main branch's `frame`
+   package, loaded from git as a separate package.
 
 Times are `time.perf_counter` medians (minimums beside them). A report, not a test.
 """
@@ -109,6 +113,63 @@ def engine_part(repeats: int) -> None:
     _report(rows, "main branch loop")
 
 
+def _main_branch_frame() -> object | None:
+    """The main branch's `frame` package, written to a temp dir and imported as `_main_frame`."""
+    root = Path(tempfile.mkdtemp()) / "_main_frame"
+    root.mkdir()
+    try:
+        names = subprocess.run(["git", "ls-tree", "--full-tree", "--name-only", "main", "frame/"], capture_output=True, text=True,
+                               check=True, cwd=Path(__file__).parent).stdout.split()
+        for name in names:
+            if name.endswith(".py"):
+                source = subprocess.run(["git", "show", f"main:{name}"], capture_output=True, text=True, check=True,
+                                        cwd=Path(__file__).parent).stdout
+                (root / Path(name).name).write_text(source)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    sys.path.insert(0, str(root.parent))
+    import _main_frame  # type: ignore[import-not-found]
+
+    return _main_frame
+
+
+def dispatch_part(repeats: int) -> None:
+    """A set with one callback (and with ten): the `except AttributeError` clauses are on the hot path."""
+    from statefire import frame as new_frame
+
+    old_frame = _main_branch_frame()
+    if old_frame is None:
+        print("c) skipped: the main branch's frame cannot be read with git")
+        return
+    n = 200_000
+    print(f"c) {n} sets of a state object with 1 and with 10 one-argument callbacks, {repeats} repeats")
+    rows: dict[str, list[float]] = {}
+    features = {}
+    for label, package in (("main branch", old_frame), ("with the engine-parameter note", new_frame)):
+        class Box(package.Feature):  # type: ignore[name-defined,misc]
+            category = "boxes"
+            value = package.StateObject(0)
+
+        state = package.State()
+        with state:
+            one, ten = Box(name="one"), Box(name="ten")
+        one.value_ref.attach(lambda v: None)
+        for _ in range(10):
+            ten.value_ref.attach(lambda v: None)
+        features[label] = (one, ten)
+
+    def sets(box) -> None:
+        for i in range(n):
+            box.value = i
+
+    for _ in range(repeats):
+        for label, (one, ten) in features.items():
+            rows.setdefault(f"1 callback, {label}", []).append(_timed(lambda: sets(one)))
+            rows.setdefault(f"10 callbacks, {label}", []).append(_timed(lambda: sets(ten)))
+    _report({k: v for k, v in rows.items() if k.startswith("1 ")}, "1 callback, main branch")
+    _report({k: v for k, v in rows.items() if k.startswith("10 ")}, "10 callbacks, main branch")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=100)
@@ -117,6 +178,7 @@ def main() -> None:
     torch.set_num_threads(1)
     checkpoint_part(args.mb, args.repeats)
     engine_part(args.repeats * 2)
+    dispatch_part(args.repeats * 2)
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}")
 
 
