@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import logging
 import re
 from pathlib import Path
@@ -122,7 +123,7 @@ def reference_identifiers(package: str) -> list[tuple[str, str]]:
     for name in sorted(module.__all__, key=lambda n: order.get(n, len(order))):
         if name in exports:
             entries.append((_MODULE_TITLES.get(exports[name], exports[name]), f"{package}.{exports[name]}.{name}"))
-        elif importlib.util.find_spec(f"{package}.{name}") is not None:
+        elif importlib.util.find_spec(f"{package}.{name}") is not None and not inspect.ismodule(getattr(module, name)):
             # a submodule of the same name (frame's `state` instance in `frame/state.py`):
             # griffe would document the module, so name the member inside it
             entries.append(("", f"{package}.{name}.{name}"))

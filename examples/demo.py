@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from statefire.frame import state
 from statefire.features import SupervisedEvaluator, SupervisedTrainer, TensorBoard
-from statefire.plugins import DataFlowGraph, EnginesMetricsComparisonCharts
+from statefire.plugins import DataFlowGraph, EnginesMetricsComparisonCharts, Run
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/demo")
 torch.manual_seed(0)
@@ -49,10 +49,9 @@ for name, loader in [("train_evaluator", train_eval_loader), ("val_evaluator", v
 TensorBoard(out)
 EnginesMetricsComparisonCharts(x_axis_ref=state.trainer.n_samples_ref, n_identical_metric_name_suffixes=1)
 
-# ---- Recording the run: once `Run` (plugins/runs.py) lands, uncomment ----
-# from statefire.plugins import Run
-# run = Run("runs", experiment="demo")   # code snapshot, params, metric series, registry row
-# ---- end of the run recording ----
+# The record: a run directory with the config, the code snapshot (when run from a git work tree),
+# every metric's series and the final values, indexed in runs/registry.sqlite.
+run = Run("runs", experiment="quickstart", name="demo")
 
 
 @state.trainer.n_epoch_completed_ref.attach
@@ -67,6 +66,7 @@ def report(epoch: int) -> None:
 state.trainer.run()
 flow = out / "flow.png"
 DataFlowGraph(state).save(flow)
+run.finish()
 
 print()
 print(state)
@@ -74,6 +74,7 @@ print()
 print("Artifacts:")
 print(f"  comparison charts (TensorBoard event files): {out}/  one run directory per engine")
 print(f"  data-flow graph (picture):                   {flow}")
+print(f"  the run's record (config, code, series):     {run.dir}/run.json  (statefire runs show {run.id[:15]})")
 print("Look at the charts (Custom Scalars tab: 'engines compared'):")
 print(f"  make tensorboard      (or: .venv/bin/tensorboard --logdir {out} --host 127.0.0.1 --port 6006)")
 print("  then open http://127.0.0.1:6006")

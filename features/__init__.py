@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from statefire.frame._lazy import lazy_exports
+from statefire.frame import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -46,6 +46,12 @@ _EXPORTS = {
     "auto_model": "distributed",
     "auto_optim": "distributed",
     "auto_dataloader": "distributed",
+    "PRIORITIES": "_priorities",
+    "priority_table": "_priorities",
+    "METRIC_PRIORITY": "_priorities",
+    "LAYOUT_PRIORITY": "_priorities",
+    "FLUSH_PRIORITY": "_priorities",
+    "CHECKPOINT_PRIORITY": "_priorities",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -88,3 +94,9 @@ if TYPE_CHECKING:
     from .distributed import auto_dataloader as auto_dataloader
     from .distributed import auto_model as auto_model
     from .distributed import auto_optim as auto_optim
+    from ._priorities import PRIORITIES as PRIORITIES
+    from ._priorities import priority_table as priority_table
+    from ._priorities import METRIC_PRIORITY as METRIC_PRIORITY
+    from ._priorities import LAYOUT_PRIORITY as LAYOUT_PRIORITY
+    from ._priorities import FLUSH_PRIORITY as FLUSH_PRIORITY
+    from ._priorities import CHECKPOINT_PRIORITY as CHECKPOINT_PRIORITY

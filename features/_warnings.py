@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from types import FrameType
 
 __all__ = ["warn_user"]
 
@@ -16,7 +17,7 @@ _LIBRARIES = ("contextlib",)  # `with state.hold():` flushes from contextlib's f
 
 def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
     """`warnings.warn` with the stack level of the first frame outside statefire: the user's line."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     level = 2  # 1 is this function, 2 its caller
     while frame is not None and (
         frame.f_code.co_filename.startswith(_OURS) or Path(frame.f_code.co_filename).stem in _LIBRARIES

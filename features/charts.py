@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from statefire.frame import Counter, Feature, FilteredRef, Ref, State, as_ref
+from statefire.frame import Counter, Feature, FilteredRef, Ref, State, as_ref, check
 
 from ._warnings import warn_user
 from .clock import Clock
@@ -136,6 +136,9 @@ class ScalarChart(_Chart):
         if name is None:  # charts of one ref against several axes are common: number them
             name = State.current().free_name(f"{_feature_name(y.owner)}_{y.name}_chart")
         super().__init__(name=name)
+        same_state = check.same_state(self)
+        for ref, argument in ((y, "y_ref"), (x, "x_ref"), (trigger, "trigger")):
+            check.optional(same_state)(ref, argument, f"ScalarChart {self.name!r}")
         self.y_ref = y
         self.x_ref = x
         self.tag = tag or y.path.replace(".", "/")
@@ -145,15 +148,15 @@ class ScalarChart(_Chart):
         #: why the values of `y` were skipped (strict=False), or None
         self.skipped: str | None = None
         self._check_unique_curve()
-        self._engine = engine_behind(y.owner)
+        self._engine = engine = engine_behind(y.owner)
         self._held: tuple[Any] | None = None  # a value set mid-iteration, written when the iteration completes
-        if trigger is None and self._engine is None:
-            y.attach(self.write, owner=self)
-        elif trigger is None:
-            y.attach(self._write_or_hold, owner=self)
-            self._engine.n_iteration_completed_ref.attach(self._write_held, owner=self)
-        else:
+        if trigger is not None:
             trigger.attach(self._write_current, owner=self)
+        elif engine is None:
+            y.attach(self.write, owner=self)
+        else:
+            y.attach(self._write_or_hold, owner=self)
+            engine.n_iteration_completed_ref.attach(self._write_held, owner=self)
         self.trigger = trigger
 
     def write(self, value: Any) -> None:
@@ -179,8 +182,8 @@ class ScalarChart(_Chart):
         self.write(self.y_ref.value)
 
     def _write_or_hold(self, value: Any) -> None:
-        engine = self._engine
-        if engine.n_iteration_started > engine.n_iteration_completed:  # inside an iteration: x has not moved yet
+        engine = self._engine  # attached only when there is one
+        if engine is not None and engine.n_iteration_started > engine.n_iteration_completed:  # inside an iteration: x has not moved yet
             self._held = (value,)
         else:
             self.write(value)
@@ -192,7 +195,7 @@ class ScalarChart(_Chart):
             self.write(value)
 
     def _check_unique_curve(self) -> None:
-        for other in self.state.charts:
+        for other in self.require_state().charts:
             if other is self or not isinstance(other, ScalarChart):
                 continue
             if other.run == self.run and other.tag == self.tag and _same_writer(other, self):
@@ -280,6 +283,8 @@ class ModelCharts(_Chart):
         parameters = _whitelisted(module, whitelist)
         component = Model.of(module)
         super().__init__(name=name or f"{component.name}_charts")
+        for ref, argument in ((trigger, "trigger"), (x, "x_ref")):
+            check.same_state(self)(ref, argument, f"ModelCharts {self.name!r}")
         self.module = module
         self.parameters = parameters
         self.prefix = f"{tag}/" if tag else ""
@@ -346,7 +351,7 @@ def _whitelisted(module: Any, whitelist: Any) -> list[tuple[str, Any]]:
 
 
 def _feature_name(owner: Any) -> str:
-    return getattr(owner, "name", None) or getattr(owner, "category", "state")
+    return str(getattr(owner, "name", None) or getattr(owner, "category", "state"))
 
 
 def run_of_ref(ref: Ref | FilteredRef) -> str:

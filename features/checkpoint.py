@@ -28,17 +28,18 @@ import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from ignite.handlers import DiskSaver
 
-from statefire.frame import Counter, Feature, FilteredRef, Ref, State, StateObject, as_ref
+from statefire.frame import Counter, Feature, FilteredRef, Ref, State, StateObject, as_ref, check
 from statefire.frame.errors import FrameError
 
 from . import engine as _engine
 from ._artifacts import CHECKPOINTS, artifact_dir
+from ._priorities import CHECKPOINT_PRIORITY
 from ._judging import in_training, resolve_mode
 from .components import _unwrapped
 from .distributed import is_main_process, process_group, process_rank
@@ -51,10 +52,6 @@ __all__ = [
     "CHECKPOINT_PRIORITY",
     "STEP_OBJECTS",
 ]
-
-#: Checkpoints attach at the lowest priority: they save after every other
-#: callback on their trigger (evaluators, metrics, charts) has run.
-CHECKPOINT_PRIORITY = -(2**62)
 
 #: State objects set inside an engine step: a checkpoint there would save a
 #: half-done iteration, so they are refused as triggers.
@@ -170,7 +167,7 @@ def _write_atomically(payload: Any, path: Path, func: Any = torch.save) -> None:
         if full is not None:
             raise OSError(
                 full.errno,
-                f"{_SPACE_ERRORS[full.errno]} while writing checkpoint {str(path)!r}: the file was not "
+                f"{_SPACE_ERRORS.get(full.errno or 0, full.strerror)} while writing checkpoint {str(path)!r}: the file was not "
                 "written and the previous checkpoints are intact; free space in that directory "
                 "(or raise the limit), or give Checkpoint another dirname",
                 str(path),
@@ -267,7 +264,7 @@ class Checkpoint(Feature):
 
     n_saves = Counter(doc="files written so far: the save number of the last one")
     last_path = StateObject(None, doc="the last file written")
-    kept = StateObject([], doc="the files kept, as [save number, score or None, file name]")
+    kept: StateObject[list[Any]] = StateObject([], doc="the files kept, as [save number, score or None, file name]")
 
     def __init__(
         self,
@@ -288,8 +285,7 @@ class Checkpoint(Feature):
                 "so a checkpoint there would save a half-done iteration; trigger on "
                 "n_iteration_completed_ref(every=N) or n_epoch_completed_ref instead"
             )
-        if n_saved is not None and (isinstance(n_saved, bool) or not isinstance(n_saved, int) or n_saved <= 0):
-            raise ValueError(f"n_saved of Checkpoint must be a positive int or None (keep all), got {n_saved!r}")
+        check.optional(check.positive_int)(n_saved, "n_saved", "Checkpoint")
         if mode not in ("max", "min", None):
             raise ValueError(
                 f"mode of Checkpoint must be 'max' or 'min', got {mode!r} (or leave it out: the metric's direction)"
@@ -303,8 +299,7 @@ class Checkpoint(Feature):
             mode = resolve_mode(mode, score_ref, "a best-model Checkpoint")
         super().__init__(name=name)
         for ref, argument in ((trigger, "trigger"), (score_ref, "score_ref")):
-            if ref is not None:
-                _engine.check_same_state(ref, self, f"{argument} of checkpoint {self.name!r} ({ref.path})")
+            check.optional(check.same_state(self))(ref, argument, f"checkpoint {self.name!r}")
         self._dirname = None if dirname is None else Path(dirname)
         self._saver: _AtomicDiskSaver | None = None
         self.trigger = trigger
@@ -377,7 +372,7 @@ class Checkpoint(Feature):
                 "version": _VERSION,
                 "save_number": number,
                 "score": score,
-                "state": _plain(self.state.state_dict(), path),
+                "state": _plain(self.require_state().state_dict(), path),
                 "rng": _rng_states(),
             }
             payload["processes"] = _gather_process_states(payload["state"])
@@ -712,7 +707,7 @@ def _announce_resume(state: State, info: ResumeInfo) -> None:
     except (KeyError, TypeError, ValueError):
         return
     for writer in writers:
-        writer.purge_step = step
+        setattr(writer, "purge_step", step)  # noqa: B010  # a writer found by its attribute, of any class
 
 
 _DEFAULT_PREFIX = "checkpoint"  # the default name of a Checkpoint, so of its files
@@ -903,7 +898,7 @@ def _corrupted(path: Path, error: BaseException) -> CheckpointError:
 
 def _rng_states() -> dict[str, Any]:
     """The global RNG states as plain data (numpy's as lists, so weights_only loads them)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    name, keys, pos, has_gauss, cached = cast("tuple[str, Any, int, int, float]", np.random.get_state())
     return {
         "python": random.getstate(),
         "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from statefire.frame import Counter, Feature
@@ -70,7 +71,7 @@ class Clock(Feature):
         milliseconds = self._elapsed_ms()
         return {**super().state_dict(), "seconds": milliseconds // 1000, "milliseconds": milliseconds}
 
-    def _load(self, state_dict: dict[str, Any]) -> None:
+    def _load(self, state_dict: Mapping[str, Any]) -> None:
         super()._load(state_dict)
         # Continue from the restored time, not from this process's start.
         self._origin = time.perf_counter() - self.milliseconds / 1000

@@ -11,8 +11,16 @@ from typing import Any
 
 import torch
 
-from statefire.frame import Feature, NameConflictError, Param, State, StateObject, UnknownNameError
-from statefire.frame._names import snake_case
+from statefire.frame import (
+    Feature,
+    NameConflictError,
+    Param,
+    State,
+    StateObject,
+    UnknownNameError,
+    snake_case,
+    summarize,
+)
 
 __all__ = ["Model", "Optimizer", "Component"]
 
@@ -31,6 +39,7 @@ class Model(Feature):
     """
 
     category = "components"
+    extra_state = {"module": "_bare_module"}
 
     def __init__(self, module: torch.nn.Module, *, name: str | None = None) -> None:
         if not isinstance(module, torch.nn.Module):
@@ -42,9 +51,6 @@ class Model(Feature):
     def of(cls, module: torch.nn.Module, *, state: State | None = None) -> Model:
         """The component wrapping `module` in the state, created if there is none."""
         return _component_of(cls, "module", module, state)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "module": _unwrapped(self.module).state_dict()}
 
     def check_state_dict(self, state_dict: dict[str, Any]) -> list[str]:
         """What in `state_dict` does not fit the module: missing or extra entries, other shapes."""
@@ -69,10 +75,10 @@ class Model(Feature):
                 )
         return problems
 
-    def _load(self, state_dict: dict[str, Any]) -> None:
-        super()._load(state_dict)
-        if "module" in state_dict:
-            _unwrapped(self.module).load_state_dict(state_dict["module"])
+    @property
+    def _bare_module(self) -> torch.nn.Module:
+        """The module without its DDP/DataParallel wrapper: its weights are saved under `module`."""
+        return _unwrapped(self.module)
 
     def shown_values(self) -> dict[str, Any]:
         """What `print(state)` shows of a model: its parameter count (it has no state objects)."""
@@ -141,6 +147,7 @@ class Optimizer(Feature):
     """
 
     category = "components"
+    extra_state = {"optimizer": "optimizer"}
 
     def __new__(cls, optimizer: Any = None, *, name: str | None = None) -> Any:
         if cls is Optimizer and isinstance(optimizer, torch.optim.Optimizer):
@@ -169,10 +176,7 @@ class Optimizer(Feature):
         return _component_of(cls, "optimizer", optimizer, state)
 
     def values(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in type(self)._sf_objects}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {name: getattr(self, name) for name in type(self).state_objects()}
 
     def check_state_dict(self, state_dict: dict[str, Any]) -> list[str]:
         """What in `state_dict` does not fit the optimizer: another number of groups or of parameters."""
@@ -196,12 +200,10 @@ class Optimizer(Feature):
                 )
         return problems
 
-    def _load(self, state_dict: dict[str, Any]) -> None:
-        super()._load(state_dict)
-        if "optimizer" in state_dict:
-            self.optimizer.load_state_dict(state_dict["optimizer"])
-            for name in type(self)._sf_objects:
-                getattr(self, name)  # refresh the stored values from the restored groups
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        super().load_state_dict(state_dict, strict)
+        for name in type(self).state_objects():
+            getattr(self, name)  # refresh the stored values from the restored groups
 
 
 class _Attribute(Param):
@@ -243,7 +245,7 @@ class _Attribute(Param):
         # StateObject.__set__, written out: calling it would add a Python call to every set.
         obj.__dict__[self.name] = value
         if self.observed:
-            fire = obj._sf.get(self.name)
+            fire = obj.fire_functions.get(self.name)
             if fire is not None:
                 fire(value)
 
@@ -267,7 +269,7 @@ class _Item(_Attribute):
         self.holder[self.attribute] = value
         obj.__dict__[self.name] = value
         if self.observed:
-            fire = obj._sf.get(self.name)
+            fire = obj.fire_functions.get(self.name)
             if fire is not None:
                 fire(value)
 
@@ -337,7 +339,7 @@ class Component(Feature):
             if isinstance(obj, Feature):
                 raise TypeError(
                     f"{where}: {obj.path} is a feature already; its state objects have refs "
-                    f"({', '.join(sorted(type(obj)._sf_objects)) or 'none'}), use them directly"
+                    f"({', '.join(sorted(type(obj).state_objects())) or 'none'}), use them directly"
                 )
             paths = _named_paths(attrs, where, cls)
             if not paths and not _has_own_state(obj):
@@ -358,12 +360,12 @@ class Component(Feature):
 
     def __init__(self, obj: Any, attrs: Mapping[str, str] | Iterable[str], *, name: str | None = None) -> None:
         self.obj = obj
-        self.paths = {n: o.path for n, o in type(self)._sf_objects.items() if isinstance(o, _Attribute)}
+        self.paths = {n: o.path for n, o in type(self).state_objects().items() if isinstance(o, _Attribute)}
         super().__init__(name=name or snake_case(type(obj).__name__))
 
     def values(self) -> dict[str, Any]:
         """Every exposed attribute's current value (read from the object), by name."""
-        return {name: getattr(self, name) for name in type(self)._sf_objects}
+        return {name: getattr(self, name) for name in type(self).state_objects()}
 
     def state_dict(self) -> dict[str, Any]:
         """The attributes' current values, plus the object's own state dict under `obj`.
@@ -371,18 +373,18 @@ class Component(Feature):
         A numpy scalar is saved as a Python number (a checkpoint loads only
         plain data); a load gives the attribute its numpy type back.
         """
-        state_dict = {n: _plain(getattr(self, n)) for n, o in type(self)._sf_objects.items() if o.persist}
+        state_dict = {n: _plain(getattr(self, n)) for n, o in type(self).state_objects().items() if o.persist}
         if self._saves_object():
             state_dict["obj"] = self.obj.state_dict()
         return state_dict
 
-    def _load(self, state_dict: dict[str, Any]) -> None:
+    def _load(self, state_dict: Mapping[str, Any]) -> None:
         # The object's own state first: the exposed values, saved at the same time, win.
         if "obj" in state_dict and _has_own_state(self.obj):
             self.obj.load_state_dict(state_dict["obj"])
         values = dict(state_dict)
         for name, value in state_dict.items():
-            if name in type(self)._sf_objects:
+            if name in type(self).state_objects():
                 current = getattr(self, name)
                 if _is_numpy_scalar(current) and not _is_numpy_scalar(value):
                     values[name] = type(current)(value)  # exact: the number was saved from this type
@@ -404,8 +406,6 @@ class Component(Feature):
         return True
 
     def __repr__(self) -> str:
-        from statefire.frame._render import summarize
-
         values = ", ".join(f"{n}={summarize(v)}" for n, v in self.values().items())
         return f"<{type(self).__name__} {self.path} of {type(self.obj).__name__}: {values}>"
 

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import IO, Any
 
-from statefire.frame import Counter, Feature
+from statefire.frame import Counter, Feature, check
 
 from .engine import Engine, engine_behind
 from .progress import _number
@@ -62,14 +62,14 @@ class EpochLog(Feature):
     ) -> None:
         if not isinstance(engine, Engine):
             raise TypeError(f"engine of EpochLog must be an Engine, got {engine!r}")
-        if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
-            raise ValueError(f"every of EpochLog must be a positive int, got {every!r}")
+        check.positive_int(every, "every", "EpochLog")
         if metrics is not None:
             metrics = list(metrics)
             for metric in metrics:
                 if not hasattr(metric, "value_ref"):
                     raise TypeError(f"metrics of EpochLog must be metric features, got {metric!r}")
         super().__init__(name=name or f"{engine.name}_epoch_log")
+        check.same_state(self)(engine, "engine", f"EpochLog {self.name!r}")
         self.engine = engine
         self.metrics = metrics
         self.every = every
@@ -95,7 +95,7 @@ class EpochLog(Feature):
         epoch_in_run = engine.n_epoch_completed - getattr(engine, "run_first_epoch", 0)
         head = f"Epoch[{epoch_in_run}/{engine.n_epochs}]" if engine.n_epochs else f"Epoch[{engine.n_epoch_completed}]"
         groups: dict[str, list[str]] = {}
-        for metric in self.metrics if self.metrics is not None else list(self.state.metrics):
+        for metric in self.metrics if self.metrics is not None else list(self.require_state().metrics):
             shown = _shown(metric.value)
             if shown is None:
                 continue

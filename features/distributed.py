@@ -12,7 +12,7 @@ looked up in `sys.modules`, so importing this module imports no torch; the
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import torch
@@ -200,7 +200,8 @@ def auto_dataloader(dataset: torch.utils.data.Dataset, **kwargs: Any) -> torch.u
             f"auto_dataloader takes a torch.utils.data.Dataset (e.g. a TensorDataset), got "
             f"{type(dataset).__name__}: {dataset!r}"
         )
-    return idist.auto_dataloader(dataset, **kwargs)
+    # ignite returns a DataLoader except on XLA (TPU), where its device loader wraps one.
+    return cast("torch.utils.data.DataLoader[Any]", idist.auto_dataloader(dataset, **kwargs))
 
 
 def _register(cls: Any, attribute: str, given: Any, adapted: Any, name: str | None) -> Any:

@@ -11,14 +11,13 @@ import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from statefire.frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, wiring
+from statefire.frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, check, wiring
 from statefire.frame.errors import FrameError
 
-__all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError", "ORDER_GENERATOR_FINDERS", "engine_behind", "check_same_state"]
+from ._priorities import RUN_ON_PRIORITY
 
-#: Engines following a ref run before ordinary callbacks on it, so a chart or a
-#: checkpoint on the same ref reads the metrics they produced.
-RUN_ON_PRIORITY = 100
+__all__ = ["Engine", "RUN_ON_PRIORITY", "EngineError", "ORDER_GENERATOR_FINDERS", "engine_behind"]
+
 
 _STEP_NAMES = ("batch", "n_iteration_started", "output", "n_samples", "epoch_iteration", "n_iteration_completed")
 
@@ -34,6 +33,38 @@ class Engine(Feature):
     `engine.n_iteration_completed_ref.attach(fn, every=100)`. Counters are
     cumulative over the engine's life; an evaluator's `n_epoch_completed`
     counts its evaluations.
+
+    The loop, each `set` firing the callbacks attached to that object (here
+    in the order the built-in peers run on it, higher priority first; see
+    `features/_priorities.py`)::
+
+        run(data, n_epochs, epoch_length):
+            if no run is in progress:              # else: a resumed run goes on
+                set run_first_epoch, in_epoch=False, epoch_iteration=0 (silently)
+                set n_run_started += 1
+            while not terminated and epochs of this run < n_epochs:
+                if not in_epoch:                   # a resumed epoch does not start again
+                    set in_epoch=True, epoch_iteration=0
+                    set n_epoch_started += 1       # Metric resets (50), yours (0), Timer starts (-101)
+                for batch in data (epoch_length batches, the data restarted if it runs out):
+                    set batch
+                    set n_iteration_started += 1
+                    set output = process(engine, batch)    # Metric updates (50), yours (0)
+                    set n_samples += batch size
+                    set epoch_iteration += 1
+                    set n_iteration_completed += 1         # yours (0), Checkpoint(every=N) last
+                    stop here on terminate() or terminate_epoch()
+                if terminated: break
+                end the epoch (a trainer steps on a partial accumulation window)
+                set in_epoch=False
+                set n_epoch_completed += 1         # Timer stops (101), engines run_on it (100),
+                                                   # Metric values (50), yours and charts (0),
+                                                   # Checkpoint (-2**62)
+            set in_epoch=False
+            set n_run_completed += 1               # yours (0), comparison layout (-999),
+                                                   # TensorBoard flush (-1000)
+        on any exception: set exception = error (then it propagates); the
+        next run() resumes from the batch that did not complete.
 
     Args:
         name: the engine's name (`state.<name>`).
@@ -71,7 +102,7 @@ class Engine(Feature):
     output = StateObject(persist=False, doc="what process returned for the current batch")
     exception = StateObject(persist=False, doc="the exception that stopped the engine")
     n_epochs = Param(1, doc="epochs per run")
-    epoch_length = Param(None, doc="iterations per epoch (None: inferred from the data)")
+    epoch_length: Param[int | None] = Param(None, doc="iterations per epoch (None: inferred from the data)")
     epoch_iteration = Counter(doc="iterations completed in the current epoch (for resume)", hidden=True)
     run_first_epoch = Counter(doc="n_epoch_completed when the current run started (for resume)", hidden=True)
     in_epoch = StateObject(False, doc="an epoch started and not completed (for resume)", hidden=True)
@@ -102,8 +133,8 @@ class Engine(Feature):
         self._iterator: Iterator[Any] | None = None
         self._failed = False  # the last run stopped on an exception in this process
         self.data = data
-        self.n_epochs = _positive_int(n_epochs, "n_epochs", name)
-        self.epoch_length = None if epoch_length is None else _positive_int(epoch_length, "epoch_length", name)
+        self.n_epochs = check.positive_int(n_epochs, "n_epochs", f"engine {name!r}")
+        self.epoch_length = check.optional(check.positive_int)(epoch_length, "epoch_length", f"engine {name!r}")
         self.batch_size_fn = batch_size_fn
         self.run_on: Ref | FilteredRef | None = None
         self._running = False
@@ -121,7 +152,7 @@ class Engine(Feature):
     def follow(self, ref: Ref | FilteredRef) -> None:
         """Run this engine whenever `ref` fires (what `run_on=` does)."""
         ref = as_ref(ref, f"run_on of engine {self.name!r}")
-        check_same_state(ref, self, f"engine {self.name!r} cannot run on {ref.path}")
+        check.same_state(self)(ref, "run_on", f"engine {self.name!r}")
         self.run_on = ref
         ref.attach(self._run_on_fire, priority=RUN_ON_PRIORITY, kind="run_on")
 
@@ -221,9 +252,9 @@ class Engine(Feature):
         if data is not None:
             self.data = data
         if n_epochs is not None:
-            self.n_epochs = _positive_int(n_epochs, "n_epochs", self.name)
+            self.n_epochs = check.positive_int(n_epochs, "n_epochs", f"engine {self.name!r}")
         if epoch_length is not None:
-            self.epoch_length = _positive_int(epoch_length, "epoch_length", self.name)
+            self.epoch_length = check.positive_int(epoch_length, "epoch_length", f"engine {self.name!r}")
         if self.data is None and self.epoch_length is None:
             raise EngineError(
                 f"engine {self.name!r} has no data: pass data=... (any iterable), "
@@ -282,7 +313,7 @@ class Engine(Feature):
 
     def _run_epoch(self) -> None:
         values = self.__dict__
-        machinery = self._sf
+        machinery = self.fire_functions
         process = self.process
         size_fn = self.batch_size_fn
         size_type: type | None = None
@@ -351,9 +382,10 @@ class Engine(Feature):
                     if done == epoch_length or self._stop_epoch:
                         break
                 else:  # the data ran out
-                    iterator = self._exhausted(done, restarted_at)
-                    if iterator is None:
+                    fresh = self._exhausted(done, restarted_at)
+                    if fresh is None:
                         break
+                    iterator = fresh
                     restarted_at = done
                     epoch_length = self.epoch_length
                     continue
@@ -400,7 +432,10 @@ class Engine(Feature):
         return self._iterator
 
     def _new_iterator(self, skip: int = 0) -> Iterator[Any]:
-        sampler = _epoch_sampler(self.data)
+        data = self.data
+        if data is None:
+            return itertools.repeat(None)
+        sampler = _epoch_sampler(data)
         if sampler is not None:
             # A DistributedSampler shuffles by seed and epoch: without this, every epoch
             # would see one order. The epoch comes from the counters, so a resume agrees.
@@ -410,7 +445,7 @@ class Engine(Feature):
         if generator is None or restore is None:
             if generator is not None:
                 self._data_state = generator.get_state()
-            iterator = iter(self.data)
+            iterator = iter(data)
             for _ in range(skip):
                 next(iterator)
             return iterator
@@ -422,7 +457,7 @@ class Engine(Feature):
         generator.set_state(restore)
         self._data_state = restore
         try:
-            iterator = iter(self.data)
+            iterator = iter(data)
             for _ in range(skip):
                 next(iterator)
         finally:
@@ -479,7 +514,7 @@ class Engine(Feature):
                     problems.append(f"{self.path}.data_state.{key}: {problem}")
         return problems
 
-    def _load(self, state_dict: dict[str, Any]) -> None:
+    def _load(self, state_dict: Mapping[str, Any]) -> None:
         super()._load(state_dict)
         self._failed = False  # a restored run is continued, whatever this process did before
         self._unfinished = None
@@ -490,21 +525,6 @@ class Engine(Feature):
         mid_epoch = self.epoch_iteration and self.in_epoch and self.run_in_progress
         self._restore_data_state = data_state.get("epoch_start") if mid_epoch else None
         self._iterator = None
-
-
-def check_same_state(ref: Ref | FilteredRef, feature: Feature, what: str) -> None:
-    """Refuse a ref of a removed feature or of another State than `feature`'s, saying which."""
-    owner = ref.owner
-    other = owner.state
-    if other is feature.state:
-        return
-    if other is None:
-        kind = type(owner).__name__
-        raise ValueError(
-            f"{what}: its {kind} {owner.path} was removed from its State; "
-            "use a feature that is in the State (create it again if it was removed on purpose)"
-        )
-    raise ValueError(f"{what}: it belongs to another State; create both inside the same `with State():` block")
 
 
 def _check_data(data: Any, engine: str) -> None:
@@ -534,12 +554,6 @@ def _batch_size(value: Any, engine: str, from_fn: bool) -> int:
         f"{source} of engine {engine!r} returned {value!r} of type {type(value).__name__}; "
         "n_samples counts samples, so it must return a non-negative whole number (an int)"
     )
-
-
-def _positive_int(value: Any, argument: str, engine: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{argument} of engine {engine!r} must be a positive int, got {value!r}")
-    return value
 
 
 def _length(data: Any) -> int | None:
@@ -604,7 +618,8 @@ def _size_rule(batch: Any) -> int | Callable[[Any], int]:
             return inner
         if inner is len:
             return lambda b: len(b[0])
-        return lambda b: inner(b[0])
+        nested = inner
+        return lambda b: nested(b[0])
     if isinstance(batch, Mapping) and batch:
         inner = _size_rule(next(iter(batch.values())))
         if isinstance(inner, int):

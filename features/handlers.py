@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -18,26 +19,17 @@ from ignite.handlers import Timer as _Stopwatch
 from ignite.utils import apply_to_type
 
 from statefire.frame import Counter, Feature, FilteredRef, Ref, StateObject, as_ref
+from statefire.frame import check as validate  # `check` is also a method name here (EarlyStopping.check)
 
 from ._judging import in_training, resolve_mode
 from .distributed import _any_over, process_group
-from .engine import RUN_ON_PRIORITY, Engine
+from ._priorities import TIMER_START_PRIORITY, TIMER_STOP_PRIORITY
+from .engine import Engine
 
 __all__ = ["EarlyStopping", "TerminateOnNan", "LRScheduler", "Timer"]
 
 
-def _same_state(feature: Feature, ref: Any, argument: str) -> None:
-    if getattr(ref.owner, "state", None) is not feature.state:
-        raise ValueError(
-            f"{argument} of {type(feature).__name__} {feature.name!r} ({ref.path}) belongs to another "
-            "State; create both inside the same `with State():` block"
-        )
-
-
-def _engine(value: Any, argument: str, owner: str) -> Engine:
-    if not isinstance(value, Engine):
-        raise TypeError(f"{argument} of {owner} must be an Engine (e.g. state.trainer), got {value!r}")
-    return value
+_engine = validate.instance_of(Engine, "an Engine (e.g. state.trainer)")
 
 
 class EarlyStopping(Feature):
@@ -88,6 +80,14 @@ class EarlyStopping(Feature):
     n_bad = Counter(doc="evaluations since the last improvement")
     stopped = StateObject(False, doc="the trainer was terminated by this handler")
 
+    score_ref: Ref | FilteredRef
+    patience: int
+    trainer: Engine
+    min_delta: float
+    mode: str
+    cumulative_delta: bool
+    manual_runs: bool
+
     def __init__(
         self,
         score_ref: Ref | FilteredRef,
@@ -101,8 +101,7 @@ class EarlyStopping(Feature):
         name: str | None = None,
     ) -> None:
         score_ref = as_ref(score_ref, "score_ref of EarlyStopping")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience of EarlyStopping must be a positive int, got {patience!r}")
+        validate.positive_int(patience, "patience", "EarlyStopping")
         if not isinstance(min_delta, numbers.Real) or min_delta < 0:
             raise ValueError(f"min_delta of EarlyStopping must be a non-negative number, got {min_delta!r}")
         if mode not in ("max", "min", None):
@@ -112,7 +111,8 @@ class EarlyStopping(Feature):
         _engine(trainer, "trainer", "EarlyStopping")
         mode = resolve_mode(mode, score_ref, "EarlyStopping")
         super().__init__(name=name)
-        _same_state(self, score_ref, "score_ref")
+        validate.same_state(self)(score_ref, "score_ref", f"EarlyStopping {self.name!r}")
+        validate.same_state(self)(trainer, "trainer", f"EarlyStopping {self.name!r}")
         self.score_ref = score_ref
         self.patience = patience
         self.trainer = trainer
@@ -197,7 +197,8 @@ class TerminateOnNan(Feature):
             engine = ref.owner
         _engine(engine, "engine", "TerminateOnNan")
         super().__init__(name=name)
-        _same_state(self, ref, "ref")
+        validate.same_state(self)(ref, "ref", f"TerminateOnNan {self.name!r}")
+        validate.same_state(self)(engine, "engine", f"TerminateOnNan {self.name!r}")
         self.ref = ref
         self.engine = engine
         ref.attach(self.check)
@@ -261,6 +262,7 @@ class LRScheduler(Feature):
     category = "handlers"
 
     lr = StateObject(None, doc="the learning rate of the first param group", persist=False)
+    extra_state = {"scheduler": "scheduler"}
 
     def __init__(self, scheduler: Any, *, trigger: Ref | FilteredRef, name: str | None = None) -> None:
         trigger = as_ref(trigger, "trigger of LRScheduler")
@@ -276,11 +278,11 @@ class LRScheduler(Feature):
                 f"ignite ParamScheduler, got {type(scheduler).__name__}: {scheduler!r}"
             )
         super().__init__(name=name)
-        _same_state(self, trigger, "trigger")
+        validate.same_state(self)(trigger, "trigger", f"LRScheduler {self.name!r}")
         self.scheduler = scheduler
         self.trigger = trigger
         self.optimizer = scheduler.optimizer
-        self.__dict__["lr"] = self._current_lr()
+        self.lr_ref.set(self._current_lr(), fire=False)  # mirrors the optimizer: not an event
         trigger.attach(self._triggered)
 
     def _current_lr(self) -> float:
@@ -289,7 +291,7 @@ class LRScheduler(Feature):
     def _component(self) -> Any:
         state = self.state
         for feature in [] if state is None else state.components:
-            if getattr(feature, "optimizer", None) is self.optimizer and "lr" in type(feature)._sf_objects:
+            if getattr(feature, "optimizer", None) is self.optimizer and "lr" in type(feature).state_objects():
                 return feature
         return None
 
@@ -308,14 +310,9 @@ class LRScheduler(Feature):
                 _ = component.lr  # groups differ: reading refreshes the shown value without overwriting them
         self.lr = lr
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "scheduler": self.scheduler.state_dict()}
-
-    def _load(self, state_dict: dict[str, Any]) -> None:
-        super()._load(state_dict)
-        if "scheduler" in state_dict:
-            self.scheduler.load_state_dict(state_dict["scheduler"])
-        self.__dict__["lr"] = self._current_lr()
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        super().load_state_dict(state_dict, strict)
+        self.lr_ref.set(self._current_lr(), fire=False)  # mirrors the restored optimizer: not an event
 
 
 def _plateau_metric(value: Any, trigger: Ref | FilteredRef) -> float:
@@ -362,13 +359,14 @@ class Timer(Feature):
     def __init__(self, engine: Engine, *, name: str | None = None) -> None:
         _engine(engine, "engine", "Timer")
         super().__init__(name=name or f"{engine.name}_timer")
+        validate.same_state(self)(engine, "engine", f"Timer {self.name!r}")
         self.engine = engine
         self._clock: _Stopwatch | None = None
         self._first_iteration = 0
         # Start last (just before the loop) and stop first (before evaluators run).
-        engine.n_epoch_started_ref.attach(self._start, priority=-RUN_ON_PRIORITY - 1)
+        engine.n_epoch_started_ref.attach(self._start, priority=TIMER_START_PRIORITY)
         engine.n_iteration_completed_ref.attach(self._resume_clock)
-        engine.n_epoch_completed_ref.attach(self._stop, priority=RUN_ON_PRIORITY + 1)
+        engine.n_epoch_completed_ref.attach(self._stop, priority=TIMER_STOP_PRIORITY)
 
     def _start(self) -> None:
         self._clock = _Stopwatch()

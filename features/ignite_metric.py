@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from statefire.frame import FilteredRef, Ref
-from statefire.frame._names import snake_case
+from statefire.frame import FilteredRef, Ref, snake_case
 
 from .metrics import Metric
 
@@ -43,6 +42,9 @@ class IgniteMetric(Metric):
         ...     print(precision.name, round(float(precision.value), 3))
         evaluator_precision 0.5
     """
+
+    #: ignite's own state dict of the metric, saved where `Metric` saves its accumulators.
+    extra_state = {"accumulated": "metric"}
 
     def __init__(
         self,
@@ -84,17 +86,6 @@ class IgniteMetric(Metric):
     def compute(self) -> Any:
         return self.metric.compute()
 
-    def state_dict(self) -> dict[str, Any]:
-        state_dict = super().state_dict()
-        if hasattr(self.metric, "state_dict"):
-            state_dict["accumulated"] = dict(self.metric.state_dict())
-        return state_dict
-
-    def _load(self, state_dict: dict[str, Any]) -> None:
-        accumulated = state_dict.get("accumulated")
-        super()._load({k: v for k, v in state_dict.items() if k != "accumulated"})
-        if accumulated and hasattr(self.metric, "load_state_dict"):
-            self.metric.load_state_dict(accumulated)
 
 
 # -- which way is better -----------------------------------------------------------

@@ -6,21 +6,35 @@ imports no torch; `IgniteMetric` brings every `ignite.metrics` metric in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from statefire.frame import Feature, FilteredRef, Ref, StateObject, as_ref
-from statefire.frame._names import snake_case
+from statefire.frame import Feature, FilteredRef, Ref, StateObject, as_ref, check, snake_case
 
+from ._priorities import METRIC_PRIORITY
 from .distributed import _collective_device, process_group
 from .engine import _size_rule, engine_behind
 
 __all__ = ["Metric", "Accuracy", "Loss", "AverageOutput", "RunningAverage", "METRIC_PRIORITY"]
 
-#: Metrics publish their value before ordinary callbacks on the same ref run.
-METRIC_PRIORITY = 50
 
 _MODES = ("epoch", "running", "batch")
+
+
+class _Accumulators:
+    """A metric's `accumulators` seen as one object with a torch-style state dict."""
+
+    __slots__ = ("metric",)
+
+    def __init__(self, metric: Metric) -> None:
+        self.metric = metric
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: getattr(self.metric, name) for name in self.metric.accumulators}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any] | None) -> None:
+        for name, value in (state_dict or {}).items():
+            setattr(self.metric, name, value)
 
 
 class Metric(Feature):
@@ -39,6 +53,10 @@ class Metric(Feature):
         input_ref: what the metric reads; by default `engine.output_ref`.
         name: the feature's name; by default `<engine>_<metric>`.
         mode: `"epoch"`, `"running"` or `"batch"`.
+
+    `__init__` calls `reset()` (and, for the default name, `_default_suffix()`),
+    so a subclass with arguments of its own sets them before
+    `super().__init__()`; set after it, `reset` would not find them.
 
     Example:
         >>> from statefire.frame import State
@@ -73,6 +91,8 @@ class Metric(Feature):
     #: Set it on an instance to declare a direction, e.g. for an
     #: `AverageOutput` of a loss: `average.higher_is_better = False`.
     higher_is_better: bool | None = None
+    #: `accumulators` are saved under `accumulated` (an `IgniteMetric` saves its ignite metric's state there).
+    extra_state = {"accumulated": "_accumulated"}
 
     def __init__(
         self,
@@ -100,6 +120,9 @@ class Metric(Feature):
             engine.output_ref if input_ref is None else input_ref,
             f"input_ref of metric {self.name!r}",
         )
+        same_state = check.same_state(self)
+        same_state(engine, "engine", f"metric {self.name!r}")
+        same_state(self.input_ref, "input_ref", f"metric {self.name!r}")
         self.reset()
         if mode == "epoch":
             self._reset_ref().attach(self.reset, priority=METRIC_PRIORITY)
@@ -132,15 +155,9 @@ class Metric(Feature):
         raise NotImplementedError
 
     # -- serialization ---------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        state_dict = super().state_dict()
-        state_dict["accumulated"] = {name: getattr(self, name) for name in self.accumulators}
-        return state_dict
-
-    def _load(self, state_dict: dict[str, Any]) -> None:
-        super()._load(state_dict)
-        for name, value in (state_dict.get("accumulated") or {}).items():
-            setattr(self, name, value)
+    @property
+    def _accumulated(self) -> _Accumulators:
+        return _Accumulators(self)
 
     # -- publishing ----------------------------------------------------------
     def completed(self) -> None:

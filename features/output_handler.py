@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from statefire.frame import Feature, FilteredRef, Ref, StateObject, as_ref
+from statefire.frame import Feature, FilteredRef, Ref, StateObject, as_ref, check
 
 __all__ = ["OutputHandler"]
 
@@ -44,6 +44,7 @@ class OutputHandler(Feature):
             raise TypeError(f"transform of OutputHandler {name!r} must be callable, got {transform!r}")
         super().__init__(name=name)
         self.input_ref = as_ref(input_ref, f"input_ref of OutputHandler {self.name!r}")
+        check.same_state(self)(self.input_ref, "input_ref", f"OutputHandler {self.name!r}")
         self.transform = transform
         self.input_ref.attach(self._update)
 

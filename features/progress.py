@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from tqdm.auto import tqdm
 
-from statefire.frame import Feature, FilteredRef, Ref, as_ref
+from statefire.frame import Feature, FilteredRef, Ref, as_ref, check
 
 from .engine import Engine
 
@@ -80,10 +80,13 @@ class ProgressBar(Feature):
     ) -> None:
         if not isinstance(engine, Engine):
             raise TypeError(f"engine of ProgressBar must be an Engine (e.g. state.trainer), got {engine!r}")
-        if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
-            raise ValueError(f"every of ProgressBar must be a positive int, got {every!r}")
+        check.positive_int(every, "every", "ProgressBar")
         shown = self._labels(metrics)
         super().__init__(name=name or f"{engine.name}_progress_bar")
+        same_state = check.same_state(self)
+        same_state(engine, "engine", f"ProgressBar {self.name!r}")
+        for label, ref in shown.items():
+            same_state(ref, f"metrics[{label!r}]", f"ProgressBar {self.name!r}")
         self.engine = engine
         self.shown = shown
         self.every = every

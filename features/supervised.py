@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from statefire.frame import FilteredRef, Ref
+from statefire.frame import FilteredRef, Ref, check
 
 from .components import Model, Optimizer
 from .engine import Engine
@@ -60,8 +60,21 @@ def _device_type(device: Any, module: torch.nn.Module) -> str:
     return "cpu"
 
 
+class _Supervised:
+    """The attributes `_setup` gives a supervised trainer and evaluator, declared for type checkers."""
+
+    name: str
+    model: Model
+    amp_mode: str | None
+    device: Any
+    non_blocking: bool
+    prepare_batch: Callable[..., tuple[Any, Any]]
+    output_transform: Any
+    _autocast: Callable[[Any, torch.nn.Module], Any]
+
+
 def _setup(
-    engine: Engine,
+    engine: _Supervised,
     model: torch.nn.Module,
     device: Any,
     non_blocking: bool,
@@ -81,7 +94,7 @@ def _setup(
     engine.output_transform = output_transform
 
 
-class SupervisedTrainer(Engine):
+class SupervisedTrainer(Engine, _Supervised):
     """An engine training `model` with `optimizer` on `loss_fn(model(x), y)`.
 
     Its `output` is the detached loss tensor (no `.item()` per iteration,
@@ -140,6 +153,8 @@ class SupervisedTrainer(Engine):
         8 torch.Size([]) [<Model components.linear: Linear, 3 parameters>, <Optimizer components.sgd: ...>]
     """
 
+    extra_state = {"scaler": "scaler", "pending_grads": "_grads_in_window"}
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -163,15 +178,11 @@ class SupervisedTrainer(Engine):
     ) -> None:
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(y_pred, y), got {loss_fn!r}")
-        if isinstance(gradient_accumulation_steps, bool) or not isinstance(gradient_accumulation_steps, int) \
-                or gradient_accumulation_steps <= 0:  # fmt: skip
-            raise ValueError(
-                f"gradient_accumulation_steps must be a positive int, got {gradient_accumulation_steps!r}"
-            )
+        check.positive_int(gradient_accumulation_steps, "gradient_accumulation_steps", f"trainer {name!r}")
         if not isinstance(scaler, (bool, torch.amp.GradScaler)):
             raise TypeError(f"scaler of trainer {name!r} must be a bool or a torch.amp.GradScaler, got {scaler!r}")
         clip = _gradient_clipping(clip_grad_norm, clip_grad_value, name)
-        super().__init__(name, SupervisedTrainer._step, data, n_epochs=n_epochs, epoch_length=epoch_length)
+        super().__init__(name, cast(Callable[[Engine, Any], Any], SupervisedTrainer._step), data, n_epochs=n_epochs, epoch_length=epoch_length)
         _setup(self, model, device, non_blocking, prepare_batch, output_transform, amp_mode)
         self.optimizer = Optimizer.of(optimizer)
         self.loss_fn = loss_fn
@@ -255,13 +266,10 @@ class SupervisedTrainer(Engine):
             return None
         return [None if p.grad is None else p.grad.detach().clone() for p in self._parameters()]
 
-    def state_dict(self) -> dict[str, Any]:
-        state_dict = super().state_dict()
-        if self.scaler is not None:
-            state_dict["scaler"] = self.scaler.state_dict()
-        if self.gradient_accumulation_steps > 1:
-            state_dict["pending_grads"] = self._pending_grads()
-        return state_dict
+    @property
+    def _grads_in_window(self) -> _PendingGrads | None:
+        """The gradients of an unfinished accumulation window, saved under `pending_grads` (None: no windows)."""
+        return _PendingGrads(self) if self.gradient_accumulation_steps > 1 else None
 
     def check_state_dict(self, state_dict: dict[str, Any]) -> list[str]:
         """What in `state_dict` does not fit this trainer (checked before anything is restored)."""
@@ -285,15 +293,26 @@ class SupervisedTrainer(Engine):
         super()._abandon_run()
         self._learned_at = 0  # a new run: its first batch is learned from whatever its number
 
-    def _load(self, state_dict: dict[str, Any]) -> None:
+    def _load(self, state_dict: Mapping[str, Any]) -> None:
         super()._load(state_dict)
         self._learned_at = 0  # a restored position: the next batch was not learned from in this process
-        if self.scaler is not None and "scaler" in state_dict:
-            self.scaler.load_state_dict(state_dict["scaler"])
-        grads = state_dict.get("pending_grads")
+
+
+class _PendingGrads:
+    """A trainer's gradients inside an accumulation window, as an object with a torch-style state dict."""
+
+    __slots__ = ("trainer",)
+
+    def __init__(self, trainer: SupervisedTrainer) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> list[torch.Tensor | None] | None:
+        return self.trainer._pending_grads()
+
+    def load_state_dict(self, grads: list[torch.Tensor | None] | None) -> None:
         if grads is not None:
             # Inside an accumulation window: the next iterations add to these, as they would have.
-            for parameter, grad in zip(self._parameters(), grads):
+            for parameter, grad in zip(self.trainer._parameters(), grads):
                 parameter.grad = None if grad is None else grad.to(parameter.device, parameter.dtype).clone()
 
 
@@ -328,7 +347,7 @@ def _gradient_clipping(
     return None
 
 
-class SupervisedEvaluator(Engine):
+class SupervisedEvaluator(Engine, _Supervised):
     """An engine evaluating `model` on `data`; its output is `(y_pred, y)`.
 
     Runs under `torch.no_grad()` with the model in eval mode, and puts the
@@ -387,7 +406,7 @@ class SupervisedEvaluator(Engine):
             metrics = [metrics]
         if isinstance(metrics, Mapping):
             # ignite's {name: metric}: the keys name the metrics, the values are what to compute.
-            specs = list(metrics.items())
+            specs: list[tuple[str | None, Any]] = list(metrics.items())
             for key, _ in specs:
                 if not isinstance(key, str) or not key.isidentifier():
                     raise ValueError(
@@ -400,7 +419,7 @@ class SupervisedEvaluator(Engine):
             raise ValueError(
                 f"metric 'loss' of evaluator {name!r} needs loss_fn=..., e.g. torch.nn.functional.cross_entropy"
             )
-        super().__init__(name, SupervisedEvaluator._step, data, run_on=run_on)
+        super().__init__(name, cast(Callable[[Engine, Any], Any], SupervisedEvaluator._step), data, run_on=run_on)
         _setup(self, model, device, non_blocking, prepare_batch, output_transform, amp_mode)
         self.loss_fn = loss_fn
         self.metrics = [self._metric(spec, key) for key, spec in specs]
@@ -409,7 +428,7 @@ class SupervisedEvaluator(Engine):
         name = None if key is None else f"{self.name}_{key}"
         if isinstance(spec, str) and spec == "accuracy":
             return Accuracy(engine=self, name=name)
-        if isinstance(spec, str) and spec == "loss":
+        if isinstance(spec, str) and spec == "loss" and self.loss_fn is not None:  # __init__ asked for one
             return Loss(self.loss_fn, engine=self, name=name)
         if isinstance(spec, str):
             raise ValueError(

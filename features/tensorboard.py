@@ -18,9 +18,10 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from statefire.frame import Counter, Feature, StateObject
+from statefire.frame import Counter, Feature, StateObject, check
 
 from ._artifacts import TENSORBOARD, artifact_dir
+from ._priorities import FLUSH_PRIORITY
 from .distributed import is_main_process
 from .engine import engine_behind
 
@@ -29,9 +30,6 @@ __all__ = ["TensorBoard", "ROOT_RUN", "find_writer", "run_of", "scalar_value", "
 #: The run of the log directory itself: it holds what belongs to no engine
 #: (the custom-scalars layout).
 ROOT_RUN = "."
-
-#: Flushing runs after every other callback on an engine's `n_run_completed`.
-FLUSH_PRIORITY = -1000
 
 
 class TensorBoard(Feature):
@@ -85,8 +83,7 @@ class TensorBoard(Feature):
     ) -> None:
         if log_dir is not None and (not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir)):
             raise TypeError(f"log_dir of TensorBoard must be a non-empty path or None, got {log_dir!r}")
-        if purge_step is not None and (isinstance(purge_step, bool) or not isinstance(purge_step, int) or purge_step < 0):
-            raise ValueError(f"purge_step of TensorBoard must be a non-negative int or None, got {purge_step!r}")
+        check.optional(check.non_negative_int)(purge_step, "purge_step", "TensorBoard")
         super().__init__(name=name)
         self.log_dir = "" if log_dir is None else os.fspath(log_dir)  # "": asked of the State's Run
         self.flush_secs = flush_secs
@@ -95,16 +92,13 @@ class TensorBoard(Feature):
         self._writers: dict[str, Any] = {}
         self._layouts: dict[str, list[Any]] = {}  # owner name -> custom-scalars categories
         self._followed: weakref.WeakSet[Any] = weakref.WeakSet()
-        state = self.state
+        state = self.require_state()
         for engine in state.engines:
             self._follow_engine(engine)
         state.engines.added_ref.attach(self._follow_engine, owner=self)
-        # Writer threads end with the feature: on removal (a callback not owned by the
-        # feature, so it survives the removal of the feature's own callbacks), when it is
-        # collected (a finalizer on the writers, not on the feature), and at exit (one hook
-        # for every TensorBoard, not one more atexit entry per writer).
-        released = _release_when_removed(weakref.ref(self))
-        self._on_removed = released.handle = state.writers.removed_ref.attach(released)
+        # Writer threads end with the feature: the State calls `close()` when it is removed,
+        # cleared or its `with State():` block ends; a finalizer (on the writers, not on the
+        # feature) closes them when it is collected, and one exit hook serves every TensorBoard.
         weakref.finalize(self, _close_writers, self._writers)
         _LIVE.add(self)
         _register_exit_hook()
@@ -172,14 +166,12 @@ class TensorBoard(Feature):
         self.n_flushed += 1
 
     def close(self) -> None:
-        """Flush and close every writer, ending their threads; writing again later opens new event files."""
-        _close_writers(self._writers)
+        """Flush and close every writer, ending their threads; writing again later opens new event files.
 
-    def release(self) -> None:
-        """Close the writers and stop reacting to removals: the feature is gone from its State."""
-        self.close()
-        self._on_removed.remove()
-        _LIVE.discard(self)
+        The State calls it when this feature is removed, on `state.clear()` and
+        when its `with State():` block ends.
+        """
+        _close_writers(self._writers)
 
     def __enter__(self) -> TensorBoard:
         return self
@@ -207,19 +199,6 @@ def _close_writers(writers: dict[str, Any]) -> None:
     writers.clear()
     for writer in closing:
         writer.close()
-
-
-def _release_when_removed(ref: weakref.ref[TensorBoard]) -> Any:
-    def released(feature: Any) -> None:
-        writer = ref()
-        if writer is None:  # collected (its finalizer closed the writers): this callback is done too
-            handle = released.__dict__.pop("handle", None)
-            if handle is not None:
-                handle.remove()
-        elif feature is writer:
-            writer.release()
-
-    return released
 
 
 #: Every TensorBoard feature alive, closed by one exit hook.

@@ -7,10 +7,15 @@ it. Nothing here imports torch or any ML library.
 For plugins, the public ways into a State are: `feature.state` (its State),
 `type(feature).state_objects()` (its state objects), `feature.refs`,
 `state.handles`, `handle.kind` (a tag such as `"run_on"`), and `summarize`
-(a one-line rendering of any value).
+(a one-line rendering of any value); `feature.require_state()` (its State,
+or a clear error once removed) and `feature.fire_functions` (for code that
+sets values itself). Features and plugins check their arguments with the
+validators of `check` and name classes with `snake_case`.
 """
 
-from ._names import did_you_mean
+from . import check
+from ._lazy import lazy_exports
+from ._names import did_you_mean, snake_case
 from ._render import summarize
 from .dispatch import MAX_DEPTH, Filter, FilterProgress, Handle, wiring
 from .errors import (
@@ -51,6 +56,9 @@ __all__ = [
     "MAX_DEPTH",
     "summarize",
     "did_you_mean",
+    "snake_case",
+    "check",
+    "lazy_exports",
     "FrameError",
     "CycleError",
     "DepthError",

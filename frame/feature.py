@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from . import _context
 from ._names import did_you_mean, snake_case
 from .dispatch import Handle, _Dispatcher, wiring
-from .errors import CopyError, NameConflictError, StateDictError, UnknownNameError
+from .errors import CopyError, FrameError, NameConflictError, StateDictError, UnknownNameError
 from .objects import Counter, Param, StateObject
 from .refs import Ref
 
@@ -196,6 +196,18 @@ class Observable:
         """The State this belongs to (None for a feature once removed)."""
         return self._sf.state
 
+    @property
+    def fire_functions(self) -> Mapping[str, Callable[[Any], None]]:
+        """The fire function of each state object that must fire now, by name (live, read-only use).
+
+        An object is here only while callbacks are attached to it (or a hold
+        or observer is active). It is for code setting values itself: a
+        descriptor overriding `__set__`, or a hot loop that writes
+        `__dict__` and calls `fire_functions.get(name)`, reloading it when
+        `wiring.version` changes.
+        """
+        return self._sf
+
     @classmethod
     def state_objects(cls) -> Mapping[str, StateObject[Any]]:
         """The state objects this class declares (its own and inherited), by name; read-only."""
@@ -286,6 +298,13 @@ class Feature(Observable):
 
     category: ClassVar[str] = "features"
     name: str
+    #: Extra state saved besides the state objects, declared once: state-dict
+    #: key -> the attribute holding an object with `state_dict()` and
+    #: `load_state_dict(...)` (a torch module, optimizer, scheduler, scaler,
+    #: an ignite metric). An attribute holding None saves nothing under its key.
+    #: `state_dict` adds each key after the state objects; a restore sets the
+    #: state objects first, then loads each key's object.
+    extra_state: ClassVar[Mapping[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         category = cls.__dict__.get("category")
@@ -309,6 +328,19 @@ class Feature(Observable):
         """`"<category>.<name>"`, the prefix of every ref path of this feature."""
         return f"{self.category}.{self.__dict__.get('name', '?')}"
 
+    def require_state(self) -> State:
+        """The State this feature is in, for code that needs one (`state` is None once removed).
+
+        Raises:
+            FrameError: when the feature was removed from its State.
+        """
+        state = self._sf.state
+        if state is None:
+            raise FrameError(
+                f"{type(self).__name__} {self.path} was removed from its State; create it again in a State to use it"
+            )
+        return state
+
     def remove(self) -> None:
         """Remove this feature from its State, detaching every callback it owns, then `close()` it."""
         state = self._sf.state
@@ -330,11 +362,19 @@ class Feature(Observable):
     def state_dict(self) -> dict[str, Any]:
         """The persisted state objects' values, by name.
 
-        A feature with extra state (a module's weights, an RNG) overrides it
-        to add its keys, and overrides `load_state_dict` to restore them.
+        Extra state (a module's weights, a scheduler's) is declared in
+        `extra_state` and saved here under its key; anything else a feature
+        adds by overriding this method it restores by overriding
+        `load_state_dict`.
         """
         values = self.__dict__
-        return {n: values[n] for n, obj in type(self)._sf_objects.items() if obj.persist}
+        cls = type(self)
+        state_dict = {n: values[n] for n, obj in cls._sf_objects.items() if obj.persist}
+        for key, attribute in cls.extra_state.items():
+            holder = getattr(self, attribute, None)
+            if holder is not None:
+                state_dict[key] = holder.state_dict()
+        return state_dict
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Restore values silently (no callback fires): the restore hook.
@@ -356,7 +396,7 @@ class Feature(Observable):
         cls = type(self)
         objects = {n for n, obj in cls._sf_objects.items() if obj.persist}
         # A feature overriding `_load` (the older private hook) restores every key it saves.
-        expected = set(self.state_dict()) if cls._load is not Feature._load else objects
+        expected = set(self.state_dict()) if cls._load is not Feature._load else objects | self._extra_keys()
         given = set(state_dict)
         if strict:
             missing = [f"{self.path}.{k}" for k in sorted(expected - given, key=str)]
@@ -390,9 +430,13 @@ class Feature(Observable):
         cls = type(self)
         if cls.load_state_dict is not Feature.load_state_dict or cls._load is not Feature._load:
             return []
-        objects = {n for n, obj in cls._sf_objects.items() if obj.persist}
+        objects = {n for n, obj in cls._sf_objects.items() if obj.persist} | set(cls.extra_state)
         saved = set(self.state_dict())
         return [f"{self.path}.{k}" for k in sorted((keys & saved) - objects, key=str)]
+
+    def _extra_keys(self) -> set[str]:
+        """The keys of `extra_state` saved now (those whose attribute holds an object)."""
+        return {k for k, attribute in type(self).extra_state.items() if getattr(self, attribute, None) is not None}
 
     def _load(self, state_dict: Mapping[str, Any]) -> None:
         """Set the values of `state_dict` (called inside a silenced block)."""
@@ -401,6 +445,10 @@ class Feature(Observable):
             obj = objects.get(name)
             if obj is not None and obj.persist:
                 setattr(self, name, value)
+        for key, attribute in type(self).extra_state.items():
+            holder = getattr(self, attribute, None)
+            if holder is not None and key in state_dict:
+                holder.load_state_dict(state_dict[key])
 
     def __repr__(self) -> str:
         from ._render import summarize

@@ -11,7 +11,7 @@ from . import _context
 from ._names import did_you_mean
 from ._render import html_rows, render_tree
 from .dispatch import Handle, _Dispatcher, wiring
-from .errors import NameConflictError, UnknownNameError
+from .errors import NameConflictError, StateDictError, UnknownNameError
 from .feature import (
     STANDARD_CATEGORIES,
     Feature,
@@ -454,12 +454,15 @@ class State:
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Restore every feature silently, through each feature's `load_state_dict` (its restore hook).
 
-        Every feature's part is checked before any is restored.
+        Every feature's part is checked before any is restored: its keys, and
+        its values where the feature defines `check_state_dict(part) -> list[str]`
+        (the problems found, each naming its path; models check tensor shapes).
 
         Raises:
             StateDictError: when `strict` and any key is missing or
-                unexpected, or a feature saves a key that nothing restores;
-                one error lists them all by path.
+                unexpected, or a feature saves a key that nothing restores,
+                or (strict or not) a value does not fit; one error lists them
+                all by path, and nothing is restored.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
@@ -488,6 +491,16 @@ class State:
                     unexpected.append(f"{category}.{name}")
         if strict and (missing or unexpected or unrestored):
             raise _state_dict_error(missing, unexpected, unrestored)
+        # Values too, before anything is applied: a feature may say what in its part does
+        # not fit (a tensor of another shape, a negative counter) with `check_state_dict`.
+        problems = [
+            problem
+            for feature, given in matched
+            for problem in (feature.check_state_dict(given) if hasattr(feature, "check_state_dict") else ())
+        ]
+        if problems:
+            shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+            raise StateDictError(f"the state dict does not fit this State, nothing was restored: {shown}", [], [])
         with self.silenced():
             for feature, given in matched:
                 feature.load_state_dict(given, strict=strict)
@@ -498,7 +511,7 @@ class State:
         for feature in self._frame.features.values():
             for name, obj in type(feature)._sf_objects.items():
                 if isinstance(obj, Param):
-                    config[f"{feature.path}.{name}"] = feature.__dict__[name]
+                    config[f"{feature.path}.{name}"] = getattr(feature, name)  # live for attribute-backed objects
         return config
 
     # -- inspection ---------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from statefire.frame._lazy import lazy_exports
+from statefire.frame import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -23,6 +23,11 @@ _EXPORTS = {
     "TreeNode": "trees",
     "TreeRunResult": "trees",
     "TreeError": "trees",
+    "Run": "runs",
+    "Registry": "registry",
+    "RunRecord": "registry",
+    "MLflow": "mlflow",
+    "main": "task",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -41,3 +46,8 @@ if TYPE_CHECKING:
     from .trees import TreeError as TreeError
     from .trees import TreeNode as TreeNode
     from .trees import TreeRunResult as TreeRunResult
+    from .runs import Run as Run
+    from .registry import Registry as Registry
+    from .registry import RunRecord as RunRecord
+    from .mlflow import MLflow as MLflow
+    from .task import main as main

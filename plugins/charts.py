@@ -14,9 +14,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from statefire.frame import Counter, Feature, FilteredRef, Ref, as_ref
+from statefire.frame import Counter, Feature, FilteredRef, Ref, as_ref, check
 from statefire.features.charts import ScalarChart
-from statefire.features.tensorboard import FLUSH_PRIORITY, TensorBoard, find_writer, run_of, scalar_value
+from statefire.features import LAYOUT_PRIORITY
+from statefire.features.tensorboard import TensorBoard, find_writer, run_of, scalar_value
 
 __all__ = ["EnginesMetricsComparisonCharts", "EnginesMetricsCharts", "HParams", "metric_type"]
 
@@ -43,12 +44,6 @@ def metric_type(metric_name: str, n_identical_metric_name_suffixes: int = 1, eng
     return "_".join(metric_name.split("_")[-n_identical_metric_name_suffixes:])
 
 
-def _positive_int(value: Any, argument: str, who: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{argument} of {who} must be a positive int, got {value!r}")
-    return value
-
-
 def _anchored(tag: str) -> str:
     """A regex matching exactly `tag` and its per-element curves `tag/0`, `tag/1`, ...
 
@@ -73,7 +68,7 @@ class _MetricsChartsPlugin(Feature):
         super().__init__(name=name)
         self.writer_choice = writer
         self.charts: list[ScalarChart] = []
-        state = self.state
+        state = self.require_state()
         for metric in list(state.metrics):
             self._add_metric(metric)
         state.metrics.added_ref.attach(self._add_metric, owner=self)
@@ -165,7 +160,7 @@ class EnginesMetricsComparisonCharts(_MetricsChartsPlugin):
     ) -> None:
         who = "EnginesMetricsComparisonCharts"
         self.x_axis_ref = as_ref(x_axis_ref, f"x_axis_ref of {who}").ref
-        self.n_identical_metric_name_suffixes = _positive_int(
+        self.n_identical_metric_name_suffixes = check.positive_int(
             n_identical_metric_name_suffixes, "n_identical_metric_name_suffixes", who
         )
         #: metric type -> the runs (engines) that have it, in order of appearance
@@ -243,7 +238,7 @@ class EnginesMetricsCharts(_MetricsChartsPlugin):
             raise ValueError(f"x_axes_refs of {who} must hold at least one ref, got {x_axes_refs!r}")
         if len(set(self.x_axes_refs)) != len(self.x_axes_refs):
             raise ValueError(f"x_axes_refs of {who} holds the same ref twice: {[r.path for r in self.x_axes_refs]}")
-        self.n_identical_metric_name_suffixes = _positive_int(
+        self.n_identical_metric_name_suffixes = check.positive_int(
             n_identical_metric_name_suffixes, "n_identical_metric_name_suffixes", who
         )
         #: engine (run) -> the chart tags of its section, in order of appearance
@@ -343,7 +338,7 @@ class HParams(Feature):
         self.engine_params = engine_params
         self.last_hparams: dict[str, Any] = {}
         self.last_metrics: dict[str, float] = {}
-        state = self.state
+        state = self.require_state()
         for engine in list(state.engines):
             self._follow_engine(engine)
         state.engines.added_ref.attach(self._follow_engine, owner=self)
@@ -352,24 +347,24 @@ class HParams(Feature):
         if not hasattr(engine, "n_run_completed_ref"):
             return
         # Just before the writer's flush on the same event, so the session reaches the disk.
-        engine.n_run_completed_ref.attach(self._run_completed, priority=FLUSH_PRIORITY + 1, owner=self)
+        engine.n_run_completed_ref.attach(self._run_completed, priority=LAYOUT_PRIORITY, owner=self)
 
     def _run_completed(self) -> None:
-        running = [engine for engine in self.state.engines if getattr(engine, "running", False)]
+        running = [engine for engine in self.require_state().engines if getattr(engine, "running", False)]
         if len(running) <= 1:  # only the engine completing its run: an outermost run
             self.write()
 
     def _metric_features(self) -> list[Any]:
         if self.metrics is None:
-            return list(self.state.metrics)
+            return list(self.require_state().metrics)
         features = []
         for metric in self.metrics:
             if isinstance(metric, str):
-                found = [m for m in self.state.metrics if m.name == metric]
+                found = [m for m in self.require_state().metrics if m.name == metric]
                 if not found:
                     raise ValueError(
                         f"HParams {self.name!r} reports metric {metric!r}, but the state has no metric of "
-                        f"that name; metrics: {[m.name for m in self.state.metrics]}"
+                        f"that name; metrics: {[m.name for m in self.require_state().metrics]}"
                     )
                 metric = found[0]
             features.append(metric)
@@ -377,7 +372,7 @@ class HParams(Feature):
 
     def hyperparameters(self) -> dict[str, Any]:
         """What the dashboard gets: the free-standing Params first, then components', then engines' if asked."""
-        config = self.state.config()
+        config = self.require_state().config()
         order = {"params": 0, "engines": 2}
         paths = [p for p in config if self.engine_params or not p.startswith("engines.")]
         paths.sort(key=lambda path: order.get(path.split(".", 1)[0], 1))  # stable: keeps creation order within

@@ -3,6 +3,8 @@
     statefire graph SCRIPT.py -o flow.png [--full] [--traced] [-- SCRIPT ARGS]
     statefire trace SCRIPT.py -o trace.json [--max-events N] [--top N] [-- SCRIPT ARGS]
     statefire tree show DIR [--metric NAME]
+    statefire run SCRIPT.py [--root runs] [--experiment E] [--set PATH=VALUE ...] [-- SCRIPT ARGS]
+    statefire runs list|show|compare|diff|checkout ...   (see plugins/_runs_cli.py)
 
 The script runs as `__main__` (like `python SCRIPT.py`), in the global
 `frame.state`. If it raises, the graph or trace of what ran so far is still
@@ -46,7 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument("--top", type=_counted(0), default=15,
                        help="callbacks shown in the printed summary (default: 15)")
     _add_tree_parser(commands)
+    _add_runs_parsers(commands)
     return parser
+
+
+def _add_runs_parsers(commands: argparse._SubParsersAction) -> None:
+    """`statefire run` and `statefire runs ...` (runs and the registry)."""
+    from . import _runs_cli
+
+    _runs_cli.add_parsers(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,12 +69,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "tree":
         return _tree(args)
+    if args.command == "runs":
+        return _runs(args)
     if not os.path.isfile(args.script):
         print(f"statefire: no such script: {args.script}", file=sys.stderr)
         return 2
     if args.command == "graph":
         return _graph(args, script_args)
+    if args.command == "run":
+        return _run_in_run(args, script_args)
     return _trace(args, script_args)
+
+
+def _run_in_run(args: argparse.Namespace, script_args: list[str]) -> int:
+    from . import _runs_cli
+
+    return _runs_cli.run_script(args, script_args)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from . import _runs_cli
+
+    return _runs_cli.runs_command(args)
 
 
 def _graph(args: argparse.Namespace, script_args: list[str]) -> int:

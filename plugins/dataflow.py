@@ -12,22 +12,22 @@ from __future__ import annotations
 import collections
 import io
 import os
-import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from statefire.frame import Feature, FilteredRef, Ref, State
-from statefire.frame import summarize
+from statefire.frame import Feature, FilteredRef, Ref, State, summarize
 from statefire.frame.state import Container
 
+from . import _dataflow_draw as _draw
+from . import _dataflow_text as _text
 from .trace import function_label as _function_label
 
 if TYPE_CHECKING:
     from .trace import EventTrace
 
-__all__ = ["DataFlowGraph", "EDGE_KINDS", "FLOW_KINDS"]
+__all__ = ["EDGE_KINDS", "FLOW_KINDS", "DataFlowGraph"]
 
 #: Every edge kind, in the order a legend lists them.
 EDGE_KINDS = ("owns", "triggers", "runs_on", "reads", "sets")
@@ -114,25 +114,25 @@ class DataFlowGraph:
                 cls=type(feature).__name__,
                 label=feature.name,
             )
-            for ref in feature.refs.values():
-                self._add_object(ref)
-                graph.add_edge(feature.path, ref.path, kind="owns")
+            for own in feature.refs.values():
+                self._add_object(own)
+                graph.add_edge(feature.path, own.path, kind="owns")
         for container in self.state.containers:
             handles = [h for r in container.refs.values() for h in r.handles]
             if handles:
                 self._add_container(container)
         for handle in self.state.handles:
-            ref = handle.ref
-            if ref is None:
+            fired = handle.ref
+            if fired is None:
                 continue
             target = self._callback_node(handle)
             if target is None:
                 continue
-            if isinstance(ref.owner, Container):
-                self._add_container(ref.owner)
+            if isinstance(fired.owner, Container):
+                self._add_container(fired.owner)
             kind = "runs_on" if _is_run_on(handle) else "triggers"
             graph.add_edge(
-                ref.path,
+                fired.path,
                 target,
                 kind=kind,
                 callback=handle.name,
@@ -222,9 +222,7 @@ class DataFlowGraph:
             KeyError: when the thing is not in the graph (the message names
                 close node ids).
         """
-        if isinstance(thing, (Ref, FilteredRef)):
-            node = thing.path
-        elif isinstance(thing, (Feature, Container)):
+        if isinstance(thing, (Ref, FilteredRef, Feature, Container)):
             node = thing.path
         elif isinstance(thing, str):
             node = thing
@@ -353,11 +351,11 @@ class DataFlowGraph:
         if ext in (".png", ".svg", ".pdf"):
             self.draw(path, full=full, **options)
         elif ext in (".dot", ".gv"):
-            _write_text(path, self.to_dot(full=full))
+            _text.write_text(path, self.to_dot(full=full))
         elif ext in (".mmd", ".mermaid"):
-            _write_text(path, self.to_mermaid(full=full))
+            _text.write_text(path, self.to_mermaid(full=full))
         elif ext == ".graphml":
-            nx.write_graphml(_graphml_ready(self.graph), path)
+            _text.write_graphml(path, self.graph)
         else:
             raise ValueError(
                 f"cannot save a data-flow graph as {ext or 'a file without extension'!r} ({path}); "
@@ -370,11 +368,11 @@ class DataFlowGraph:
         Each feature is a box holding its state objects; an edge leaves the
         object that fires and enters the feature or function it fires.
         """
-        return _to_mermaid(self._shown(full))
+        return _text.to_mermaid(self._shown(full))
 
     def to_dot(self, *, full: bool = False) -> str:
         """The graph in Graphviz DOT, one cluster per feature, left to right."""
-        return _to_dot(self._shown(full))
+        return _text.to_dot(self._shown(full))
 
     def draw(
         self,
@@ -389,7 +387,7 @@ class DataFlowGraph:
         Returns:
             The matplotlib `Figure` (made without pyplot, so nothing global stays open).
         """
-        return _draw(self._shown(full), path, values=values, dpi=dpi)
+        return _draw.draw(self._shown(full), path, values=values, dpi=dpi)
 
     def _repr_png_(self) -> bytes:
         """The picture, for Jupyter."""
@@ -437,442 +435,3 @@ def _safe_summary(value: Any) -> str:
 
 def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(text)
-
-
-def _graphml_ready(graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
-    """A copy whose attributes GraphML can hold (no None values)."""
-    clean = nx.MultiDiGraph()
-    for node, data in graph.nodes(data=True):
-        clean.add_node(node, **{k: v for k, v in data.items() if v is not None})
-    for u, v, data in graph.edges(data=True):
-        clean.add_edge(u, v, **{k: v2 for k, v2 in data.items() if v2 is not None})
-    return clean
-
-
-# -- grouping: units (features, containers, functions) and their objects ---------
-
-
-def _units(graph: nx.MultiDiGraph) -> tuple[list[str], dict[str, list[str]]]:
-    """The units to draw and, for each, its objects shown."""
-    units = [n for n, d in graph.nodes(data=True) if d["kind"] != "object"]
-    objects: dict[str, list[str]] = {u: [] for u in units}
-    for node, data in graph.nodes(data=True):
-        if data["kind"] == "object":
-            owner = data["owner"]
-            if owner not in objects:  # the owner is hidden: show the object on its own
-                units.append(node)
-                objects[node] = []
-            else:
-                objects[owner].append(node)
-    return units, objects
-
-
-def _unit_of(graph: nx.MultiDiGraph, node: str) -> str:
-    data = graph.nodes[node]
-    if data["kind"] == "object" and data["owner"] in graph:
-        return data["owner"]
-    return node
-
-
-# -- Mermaid and DOT ----------------------------------------------------------------
-
-_CATEGORY_COLORS = {
-    "engines": "#4C72B0",
-    "metrics": "#55A868",
-    "output_handlers": "#8172B2",
-    "charts": "#C44E52",
-    "writers": "#937860",
-    "handlers": "#DD8452",
-    "components": "#7F7F7F",
-    "params": "#B8A136",
-    "plugins": "#3A9BB8",
-}
-_OTHER_COLOR = "#6B8E23"
-_FUNCTION_COLOR = "#555555"
-_CONTAINER_COLOR = "#999999"
-
-_EDGE_STYLE = {  # kind: (color, linestyle, width)
-    "owns": ("#BBBBBB", ":", 0.8),
-    "triggers": ("#333333", "-", 1.0),
-    "runs_on": ("#D62728", "-", 2.2),
-    "reads": ("#1F77B4", "--", 1.0),
-    "sets": ("#2CA02C", "-.", 1.4),
-}
-
-
-def _color(data: dict[str, Any]) -> str:
-    if data["kind"] == "function":
-        return _FUNCTION_COLOR
-    if data["kind"] == "container":
-        return _CONTAINER_COLOR
-    return _CATEGORY_COLORS.get(data.get("category", ""), _OTHER_COLOR)
-
-
-def _unit_title(graph: nx.MultiDiGraph, unit: str) -> str:
-    data = graph.nodes[unit]
-    if data["kind"] == "feature":
-        return f"{data['label']} ({data['cls']})"
-    if data["kind"] == "container":
-        return f"{data['label']} (container)"
-    if data["kind"] == "function":
-        return f"ƒ {data['label']}"
-    return unit
-
-
-def _edge_label(data: dict[str, Any]) -> str:
-    kind = data["kind"]
-    flt = data.get("filter") or ""
-    if kind == "runs_on":
-        return f"runs on ({flt})" if flt else "runs on"
-    if kind == "reads":
-        return f"read as {data.get('attribute', '')}"
-    if kind == "sets":
-        return "sets"
-    return flt
-
-
-def _mermaid_id(node: str, used: dict[str, str]) -> str:
-    if node in used:
-        return used[node]
-    base = re.sub(r"\W+", "_", node).strip("_") or "node"
-    candidate = f"n_{base}"
-    n = 2
-    while candidate in used.values():
-        candidate = f"n_{base}_{n}"
-        n += 1
-    used[node] = candidate
-    return candidate
-
-
-def _mermaid_text(text: str) -> str:
-    for char, entity in (('"', "#quot;"), ("|", "#124;"), ("<", "#lt;"), (">", "#gt;")):
-        text = text.replace(char, entity)
-    return '"' + text + '"'
-
-
-def _to_mermaid(graph: nx.MultiDiGraph) -> str:
-    units, objects = _units(graph)
-    ids: dict[str, str] = {}
-    lines = ["flowchart LR"]
-    classes: dict[str, list[str]] = collections.defaultdict(list)
-    for unit in sorted(units, key=lambda u: (graph.nodes[u].get("category", "~"), u)):
-        title = _mermaid_text(_unit_title(graph, unit))
-        uid = _mermaid_id(unit, ids)
-        kind = graph.nodes[unit]["kind"]
-        style_class = graph.nodes[unit].get("category", kind) if kind != "function" else "function"
-        members = objects[unit]
-        if members:
-            lines.append(f"  subgraph {uid}[{title}]")
-            for obj in sorted(members):
-                lines.append(f"    {_mermaid_id(obj, ids)}({_mermaid_text(graph.nodes[obj]['name'])})")
-                classes["object"].append(_mermaid_id(obj, ids))
-            lines.append("  end")
-            lines.append(f"  style {uid} fill:#f7f7f7,stroke:{_color(graph.nodes[unit])},stroke-width:2px")
-        elif kind == "function":
-            lines.append(f"  {uid}{{{{{title}}}}}")
-            classes[style_class].append(uid)
-        else:
-            lines.append(f"  {uid}[{title}]")
-            classes[style_class].append(uid)
-    arrows = {"triggers": "-->", "runs_on": "==>", "reads": "-.->", "sets": "-.->"}
-    for u, v, data in sorted(graph.edges(data=True), key=lambda e: (e[0], e[1], e[2]["kind"])):
-        kind = data["kind"]
-        if kind == "owns":
-            continue  # drawn as containment
-        label = _edge_label(data)
-        arrow = arrows[kind]
-        text = f"|{_mermaid_text(label)}|" if label else ""
-        lines.append(f"  {_mermaid_id(u, ids)} {arrow}{text} {_mermaid_id(v, ids)}")
-    lines.append("  classDef object fill:#ffffff,stroke:#888888")
-    lines.append(f"  classDef function fill:#eeeeee,stroke:{_FUNCTION_COLOR}")
-    for category, color in _CATEGORY_COLORS.items():
-        if classes.get(category):
-            lines.append(f"  classDef {category} fill:{color},color:#ffffff,stroke:{color}")
-    for name, members in classes.items():
-        if members and (name in _CATEGORY_COLORS or name in ("object", "function")):
-            lines.append(f"  class {','.join(members)} {name}")
-    return "\n".join(lines) + "\n"
-
-
-def _dot_quote(text: Any) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _to_dot(graph: nx.MultiDiGraph) -> str:
-    units, objects = _units(graph)
-    lines = [
-        "digraph dataflow {",
-        "  rankdir=LR;",
-        '  node [fontname="Helvetica", fontsize=10];',
-        '  edge [fontname="Helvetica", fontsize=9];',
-    ]
-    for i, unit in enumerate(sorted(units)):
-        data = graph.nodes[unit]
-        color = _color(data)
-        shape = {"function": "hexagon", "container": "folder"}.get(data["kind"], "box")
-        unit_line = (
-            f"{_dot_quote(unit)} [label={_dot_quote(_unit_title(graph, unit))}, shape={shape}, "
-            f'style="filled,rounded", fillcolor={_dot_quote(color)}, fontcolor="white", '
-            f"kind={_dot_quote(data['kind'])}];"
-        )
-        members = objects[unit]
-        if not members:
-            lines.append("  " + unit_line)
-            continue
-        lines.append(f"  subgraph cluster_{i} {{")
-        lines.append(f"    label={_dot_quote(unit)}; color={_dot_quote(color)};")
-        lines.append("    " + unit_line)
-        for obj in sorted(members):
-            od = graph.nodes[obj]
-            lines.append(
-                f"    {_dot_quote(obj)} [label={_dot_quote(od['name'] + ' = ' + od['value'])}, "
-                f'shape=box, style=rounded, kind="object"];'
-            )
-        lines.append("  }")
-    for u, v, data in sorted(graph.edges(data=True), key=lambda e: (e[0], e[1], e[2]["kind"])):
-        color, style, width = _EDGE_STYLE[data["kind"]]
-        dot_style = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dashed"}[style]
-        attrs = [f"kind={_dot_quote(data['kind'])}", f"color={_dot_quote(color)}",
-                 f"style={dot_style}", f"penwidth={width}"]
-        label = _edge_label(data)
-        if label:
-            attrs.append(f"label={_dot_quote(label)}")
-        lines.append(f"  {_dot_quote(u)} -> {_dot_quote(v)} [{', '.join(attrs)}];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-# -- the picture -------------------------------------------------------------------
-
-_FONT = "DejaVu Sans Mono"
-_FONT_SIZE = 8.0
-_CHAR_W = 0.602 * _FONT_SIZE  # DejaVu Sans Mono advance width, in points
-_HEADER_H = 17.0
-_ROW_H = 13.0
-_PAD = 6.0
-_COL_GAP = 110.0
-_CARD_GAP = 16.0
-_MAX_ROW_CHARS = 44
-
-
-class _Card:
-    """One unit drawn as a box: a coloured header and one row per shown object."""
-
-    def __init__(self, unit: str, title: str, rows: list[tuple[str, str]], color: str, kind: str) -> None:
-        self.unit = unit
-        self.title = title
-        self.rows = rows  # (object node, text)
-        self.color = color
-        self.kind = kind
-        chars = max([len(title)] + [len(text) for _, text in rows])
-        self.width = chars * _CHAR_W + 2 * _PAD
-        self.height = _HEADER_H + len(rows) * _ROW_H + (4.0 if rows else 0.0)
-        self.x = 0.0
-        self.y = 0.0  # top edge; y grows downwards while laying out
-
-    def row_y(self, node: str) -> float:
-        for i, (obj, _) in enumerate(self.rows):
-            if obj == node:
-                return self.y + _HEADER_H + (i + 0.5) * _ROW_H + 2.0
-        return self.y + _HEADER_H / 2
-
-    @property
-    def center_y(self) -> float:
-        return self.y + self.height / 2
-
-
-def _layers(graph: nx.MultiDiGraph, units: list[str]) -> dict[str, int]:
-    """Longest-path layers over the units, cycles collapsed, so effects flow left to right."""
-    flow = nx.DiGraph()
-    flow.add_nodes_from(units)
-    for u, v, kind in graph.edges(data="kind"):
-        if kind == "owns":
-            continue
-        a, b = _unit_of(graph, u), _unit_of(graph, v)
-        if a != b:
-            flow.add_edge(a, b)
-    condensed = nx.condensation(flow)
-    layer_of_component: dict[int, int] = {}
-    for component in nx.topological_sort(condensed):
-        preds = list(condensed.predecessors(component))
-        layer_of_component[component] = 1 + max((layer_of_component[p] for p in preds), default=-1)
-    mapping = condensed.graph["mapping"]
-    return {unit: layer_of_component[mapping[unit]] for unit in units}
-
-
-def _layout(graph: nx.MultiDiGraph, values: bool) -> tuple[dict[str, _Card], list[list[_Card]]]:
-    units, objects = _units(graph)
-    cards: dict[str, _Card] = {}
-    for unit in units:
-        data = graph.nodes[unit]
-        rows = []
-        for obj in sorted(objects[unit], key=lambda o: _object_order(graph, o)):
-            od = graph.nodes[obj]
-            text = f"{od['name']} = {od['value']}" if values else od["name"]
-            if len(text) > _MAX_ROW_CHARS:
-                text = text[: _MAX_ROW_CHARS - 1] + "…"
-            rows.append((obj, text))
-        cards[unit] = _Card(unit, _unit_title(graph, unit), rows, _color(data), data["kind"])
-    layers = _layers(graph, units)
-    n_layers = 1 + max(layers.values(), default=0)
-    columns: list[list[_Card]] = [[] for _ in range(n_layers)]
-    for unit in sorted(units, key=lambda u: (graph.nodes[u].get("category", "~"), u)):
-        columns[layers[unit]].append(cards[unit])
-    # Cards with no edge at all (models, params) go to the bottom of the first column.
-    connected = {_unit_of(graph, n) for u, v, k in graph.edges(data="kind") if k != "owns" for n in (u, v)}
-    columns[0].sort(key=lambda c: c.unit not in connected)
-    x = 0.0
-    for column in columns:
-        width = max((c.width for c in column), default=0.0)
-        for card in column:
-            card.x = x
-        x += width + _COL_GAP
-    _stack(columns)
-    incoming: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)  # unit -> (source node, source unit)
-    for u, v, kind in graph.edges(data="kind"):
-        if kind != "owns":
-            incoming[_unit_of(graph, v)].append((u, _unit_of(graph, u)))
-    outgoing: dict[str, list[str]] = collections.defaultdict(list)
-    for u, v, kind in graph.edges(data="kind"):
-        if kind != "owns":
-            outgoing[_unit_of(graph, u)].append(_unit_of(graph, v))
-    for sweep in range(6):  # barycenter ordering: each card near what it is wired to
-        forward = sweep % 2 == 0
-        for column in columns[1:] if forward else list(reversed(columns[:-1])):
-            def key(card: _Card) -> float:
-                if forward:
-                    ys = [cards[su].row_y(src) for src, su in incoming[card.unit] if su in cards and su != card.unit]
-                else:
-                    ys = [cards[t].center_y for t in outgoing[card.unit] if t in cards and t != card.unit]
-                return sum(ys) / len(ys) if ys else card.center_y
-
-            column.sort(key=key)
-            _stack([column])
-    _center(columns)
-    return cards, columns
-
-
-def _object_order(graph: nx.MultiDiGraph, node: str) -> tuple[int, str]:
-    """Rows in the order an engine sets its objects, then by name."""
-    order = ("n_run_started", "n_epoch_started", "batch", "n_iteration_started", "output",
-             "n_samples", "n_iteration_completed", "n_epoch_completed", "n_run_completed", "value")
-    name = graph.nodes[node]["name"]
-    return (order.index(name) if name in order else len(order), name)
-
-
-def _stack(columns: list[list[_Card]]) -> None:
-    for column in columns:
-        y = 0.0
-        for card in column:
-            card.y = y
-            y += card.height + _CARD_GAP
-
-
-def _center(columns: list[list[_Card]]) -> None:
-    heights = [sum(c.height for c in col) + _CARD_GAP * max(len(col) - 1, 0) for col in columns]
-    tallest = max(heights, default=0.0)
-    for column, height in zip(columns, heights):
-        offset = (tallest - height) / 2
-        for card in column:
-            card.y += offset
-
-
-def _draw(graph: nx.MultiDiGraph, path: str | os.PathLike[str] | None, *, values: bool, dpi: int) -> Any:
-    from matplotlib.figure import Figure  # no pyplot: no global figure state, no GUI backend
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
-    from matplotlib.path import Path
-
-    cards, columns = _layout(graph, values)
-    width = max((c.x + c.width for c in cards.values()), default=100.0)
-    height = max((c.y + c.height for c in cards.values()), default=40.0)
-    margin = 20.0
-    fig_w, fig_h = (width + 2 * margin) / 72.0, (height + 2 * margin) / 72.0
-    figure = Figure(figsize=(max(fig_w, 4.0), max(fig_h, 2.0)))
-    ax = figure.add_axes((0, 0, 1, 1))
-    ax.set_xlim(-margin, max(width + margin, 4.0 * 72 - margin))
-    ax.set_ylim(max(height + margin, 2.0 * 72 - margin), -margin)  # y grows downwards
-    ax.axis("off")
-    text_style = {"fontfamily": _FONT, "fontsize": _FONT_SIZE, "va": "center"}
-
-    for card in cards.values():
-        box_style = "round,pad=0,rounding_size=4"
-        ax.add_patch(FancyBboxPatch((card.x, card.y), card.width, card.height, boxstyle=box_style,
-                                    facecolor="white", edgecolor=card.color, linewidth=1.3, zorder=2))
-        ax.add_patch(FancyBboxPatch((card.x, card.y), card.width, _HEADER_H, boxstyle=box_style,
-                                    facecolor=card.color, edgecolor=card.color, linewidth=1.3, zorder=3))
-        ax.text(card.x + _PAD, card.y + _HEADER_H / 2, card.title, color="white", fontweight="bold",
-                zorder=4, **text_style)
-        for obj, text in card.rows:
-            ax.text(card.x + _PAD, card.row_y(obj), text, color="#222222", zorder=4, **text_style)
-
-    # Spread the edges entering a card along its left side, in the order of their sources.
-    entering: dict[str, list[tuple[str, str, dict[str, Any]]]] = collections.defaultdict(list)
-    for u, v, data in graph.edges(data=True):
-        if data["kind"] == "owns":
-            continue
-        entering[_unit_of(graph, v)].append((u, v, data))
-    for unit, edges in entering.items():
-        target = cards[unit]
-        into_card = [e for e in edges if graph.nodes[e[1]]["kind"] != "object" or e[1] == unit]
-        into_rows = [e for e in edges if e not in into_card]
-        into_card.sort(key=lambda e: _source_point(cards, graph, e[0])[1])
-        n = len(into_card)
-        top, bottom = target.y + 3.0, target.y + min(target.height, _HEADER_H + 2 * _ROW_H) - 3.0
-        for i, (u, _, data) in enumerate(into_card):
-            y = top + (bottom - top) * (i + 1) / (n + 1)
-            _edge(ax, _source_point(cards, graph, u), (target.x, y), data, Path, FancyArrowPatch)
-        for u, v, data in into_rows:
-            _edge(ax, _source_point(cards, graph, u), (target.x, target.row_y(v)), data, Path, FancyArrowPatch)
-
-    kinds = [k for k in EDGE_KINDS if k != "owns" and any(d == k for _, _, d in graph.edges(data="kind"))]
-    handles: list[Any] = [
-        Line2D([], [], color=_EDGE_STYLE[k][0], linestyle=_EDGE_STYLE[k][1], linewidth=_EDGE_STYLE[k][2],
-               label=k.replace("_", " "))
-        for k in kinds
-    ]
-    shown = sorted({(_legend_name(graph.nodes[c.unit]), c.color) for c in cards.values()})
-    handles += [Patch(facecolor=color, edgecolor=color, label=name) for name, color in shown]
-    if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, 0.0), ncol=min(len(handles), 6),
-                  frameon=False, prop={"family": _FONT, "size": _FONT_SIZE})
-    if path is not None:
-        figure.savefig(os.fspath(path), dpi=dpi, bbox_inches="tight", facecolor="white")
-    return figure
-
-
-def _legend_name(data: dict[str, Any]) -> str:
-    if data["kind"] == "feature":
-        return data["category"]
-    return {"container": "containers", "function": "functions"}.get(data["kind"], data["kind"])
-
-
-def _source_point(cards: dict[str, _Card], graph: nx.MultiDiGraph, node: str) -> tuple[float, float]:
-    card = cards[_unit_of(graph, node)]
-    return card.x + card.width, card.row_y(node)
-
-
-def _edge(ax: Any, start: tuple[float, float], end: tuple[float, float], data: dict[str, Any],
-          Path: Any, FancyArrowPatch: Any) -> None:
-    color, style, width = _EDGE_STYLE[data["kind"]]
-    (x1, y1), (x2, y2) = start, end
-    reach = max(40.0, abs(x2 - x1) * 0.45)
-    if x2 <= x1:  # a backward edge: loop out to the right and back in from the left
-        reach = 60.0 + (x1 - x2) * 0.25
-    vertices = [(x1, y1), (x1 + reach, y1), (x2 - reach, y2), (x2, y2)]
-    path = Path(vertices, [Path.MOVETO, Path.CURVE4, Path.CURVE4, Path.CURVE4])
-    ax.add_patch(FancyArrowPatch(path=path, arrowstyle="-|>", mutation_scale=9, color=color, linewidth=width,
-                                 linestyle=style, zorder=1, shrinkA=0, shrinkB=0))
-    label = _edge_label(data)
-    if label:
-        t = 0.78  # near the target, where edges have separated
-        bx = (1 - t) ** 3 * x1 + 3 * (1 - t) ** 2 * t * (x1 + reach) + 3 * (1 - t) * t**2 * (x2 - reach) + t**3 * x2
-        by = (1 - t) ** 3 * y1 + 3 * (1 - t) ** 2 * t * y1 + 3 * (1 - t) * t**2 * y2 + t**3 * y2
-        ax.text(bx, by, label, fontfamily=_FONT, fontsize=_FONT_SIZE - 1.5, color=color, ha="center",
-                va="center", zorder=5, bbox={"boxstyle": "round,pad=0.1", "facecolor": "white",
-                                             "edgecolor": "none", "alpha": 0.85})

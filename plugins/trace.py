@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, NamedTuple
 
-from statefire.frame import Feature, State
+from statefire.frame import Feature, State, check
 from statefire.frame import summarize
 from statefire.frame.state import Container
 
@@ -78,7 +78,7 @@ class SummaryRow(NamedTuple):
 
     callback: str
     ref: str
-    count: int
+    count: int  # type: ignore[assignment]  # the published field name; it hides tuple.count
     total_s: float
     mean_s: float
     max_s: float
@@ -142,8 +142,7 @@ class EventTrace:
             state = State.current()
         if not isinstance(state, State):
             raise TypeError(f"EventTrace needs a State, got {state!r}")
-        if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events <= 0:
-            raise ValueError(f"max_events must be a positive int, got {max_events!r}")
+        check.positive_int(max_events, "max_events", "EventTrace")
         self.state = state
         self.max_events = max_events
         self._records: collections.deque[TraceRecord] = collections.deque(maxlen=max_events)

@@ -426,7 +426,8 @@ class TreeNode:
     @property
     def folder(self) -> str:
         """The folder of this node's artifacts below `<tree dir>/tb/` and `<tree dir>/checkpoints/`."""
-        steps, node = [], self
+        steps: list[str] = []
+        node: TreeNode | None = self
         while node is not None:
             steps.append(node.step)
             node = node.parent
@@ -777,12 +778,12 @@ class ExperimentTree:
             assert self._layout is not None
             problems = _differences(self._layout, state_dict)
             if problems:
-                error = NodeStateError(
+                unloadable = NodeStateError(
                     f"recipe {node.recipe!r} ({node.path}) left a state that does not load into a State made by "
                     f"build(): {'; '.join(problems[:12])}{' ...' if len(problems) > 12 else ''}. A recipe must keep "
                     "the model's structure loadable (e.g. call torch.nn.utils.prune.remove after pruning)"
                 )
-                raise _RecipeFailed(time.perf_counter() - start) from error
+                raise _RecipeFailed(time.perf_counter() - start) from unloadable
             from statefire.features.checkpoint import Checkpoint
 
             Checkpoint.write(nodes_dir / f"{node.id}.pt", state=state, save_number=node.depth + 1)

@@ -43,7 +43,7 @@ CATALOGUE: list[tuple[Callable[[], Any], type[BaseException], str]] = [
     (state_object_named_name, NameConflictError, r"state object 'name' of Sensor would hide Sensor\.name.*feature's name.*rename it"),
     (state_object_named_state, NameConflictError, r"state object 'state' of Machine would hide Machine\.state.*the State"),
     (filtered_ref_called_with_another_count, ValueError, r"filtered ref \(every=2\) cannot take another every/once filter \(every=3\).*single filter"),
-    (run_on_a_removed_feature, ValueError, r"'evaluator' cannot run on engines\.trainer\.n_epoch_completed: its Engine engines\.trainer was removed"),
+    (run_on_a_removed_feature, ValueError, r"run_on of engine 'evaluator' \(engines\.trainer\.n_epoch_completed\) belongs to no State: its Engine engines\.trainer was removed"),
 ]
 
 

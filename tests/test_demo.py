@@ -68,7 +68,23 @@ def test_graph_picture_and_directions(demo: tuple[Path, str]) -> None:
     picture = out / "flow.png"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert picture.stat().st_size > 20_000
-    tail = "\n".join(stdout.splitlines()[-6:])
+    tail = "\n".join(stdout.splitlines()[-7:])
     assert f"{Path('out') / 'flow.png'}" in tail
     assert "tensorboard --logdir out --host 127.0.0.1" in tail
     assert "make tensorboard" in tail
+
+
+def test_the_run_is_recorded(demo: tuple[Path, str]) -> None:
+    """The demo records its run: run.json completed with the final metrics, in the registry, named in the tail."""
+    import json
+
+    from statefire.plugins import Registry
+
+    out, stdout = demo
+    (record,) = Registry(out.parent / "runs").runs(experiment="quickstart")
+    assert record.status == "completed" and record.name == "demo"
+    assert record.metrics["val_evaluator_accuracy"] > 0.93
+    run_json = json.loads((Path(record.dir) / "run.json").read_text())
+    assert run_json["status"] == "completed" and run_json["config"]["engines.trainer.n_epochs"] == N_EPOCHS
+    tail = "\n".join(stdout.splitlines()[-7:])
+    assert "run.json" in tail and f"statefire runs show {record.id[:15]}" in tail

@@ -21,7 +21,14 @@ def check_quickstart(out: str) -> None:
     assert "val_evaluator_accuracy (Accuracy)" in out
 
 
-CHECKS = {"quickstart.py": check_quickstart}
+def check_runs(out: str) -> None:
+    """Both runs land in runs/digits/ and the comparison lists the learning rate first among differences."""
+    assert out.count("-> runs/digits/") == 2
+    assert "*  params.hp.lr" in out and out.index("*  params.hp.lr") < out.index("params.hp.hidden")
+    assert "best: lr=0.3" in out
+
+
+CHECKS = {"quickstart.py": check_quickstart, "runs.py": check_runs}
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])

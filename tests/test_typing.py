@@ -34,7 +34,7 @@ def typeroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mypy(typeroot: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mypy", "--no-incremental", "--no-error-summary", "--show-error-codes",
-         "--cache-dir", str(typeroot / ".mypy_cache"), *args],
+         "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(typeroot / ".mypy_cache"), *args],
         cwd=typeroot, env={"MYPYPATH": str(typeroot), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=300,
     )
@@ -43,6 +43,12 @@ def mypy(typeroot: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_frame_passes_mypy_strict(typeroot):
     """`mypy --strict -p statefire.frame` reports no error."""
     result = mypy(typeroot, "--strict", "-p", "statefire.frame")
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+
+
+def test_features_and_plugins_pass_mypy(typeroot):
+    """Plain `mypy -p statefire.features -p statefire.plugins` reports no error."""
+    result = mypy(typeroot, "-p", "statefire.features", "-p", "statefire.plugins")
     assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
 
 
@@ -120,10 +126,11 @@ def test_the_type_checker_reports_wrong_sets(typeroot, tmp_path):
     assert any(":14:" in l and "n_sampels" in l for l in lines), result.stdout
 
 
-def test_the_concepts_guide_type_checks(typeroot, tmp_path):
-    """docs/concepts.md, as one user script, passes plain mypy."""
-    blocks = python_blocks((ROOT / "docs" / "concepts.md").read_text(encoding="utf-8"))
-    script = tmp_path / "concepts.py"
+@pytest.mark.parametrize("guide", ["concepts.md", "writing-features.md"])
+def test_a_guide_type_checks(typeroot, tmp_path, guide):
+    """A guide's code (docs/concepts.md, docs/writing-features.md), as one user script, passes plain mypy."""
+    blocks = python_blocks((ROOT / "docs" / guide).read_text(encoding="utf-8"))
+    script = tmp_path / guide.replace("-", "_").replace(".md", ".py")
     script.write_text("\n".join(code for _, code in blocks))
     result = mypy(typeroot, str(script))
     assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr

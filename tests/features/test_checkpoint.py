@@ -289,7 +289,7 @@ def test_a_trigger_inside_a_step_is_rejected(tmp_path, step_object):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_saved": 0}, r"n_saved of Checkpoint must be a positive int or None \(keep all\), got 0"),
+        ({"n_saved": 0}, r"n_saved of Checkpoint must be a positive int, got 0"),
         ({"mode": "best"}, "mode of Checkpoint must be 'max' or 'min', got 'best'"),
         ({"prefix": "a/b"}, "prefix of Checkpoint must be a plain file-name part, got 'a/b'"),
     ],

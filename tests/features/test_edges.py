@@ -439,6 +439,25 @@ def test_tensorboard_writers_release_their_threads_when_removed_or_collected(tmp
     assert atexit._ncallbacks() <= hooks + 1  # at most the one hook shared by every writer
 
 
+def test_tensorboard_writers_close_on_clear_and_at_the_end_of_their_state_block(tmp_path):
+    """Defect: `state.clear()` and leaving `with State()` left a writer thread per run directory running
+    (while the features stayed referenced). The State's close hook ends them, at once."""
+    baseline = _writer_threads()
+    kept = []
+    for ending in ("clear", "block end"):
+        with State() as s:
+            trainer = Engine("trainer", lambda e, b: b * 0.5, data=[1, 2])
+            writer = TensorBoard(tmp_path / ending.replace(" ", "_"))
+            ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref)
+            trainer.run()
+            kept.append(writer)  # referenced: no finalizer can do the work
+            assert _writer_threads() == baseline + 1
+            if ending == "clear":
+                s.clear()
+                assert _writer_threads() == baseline
+        assert _writer_threads() == baseline, ending
+
+
 # -- disk full --------------------------------------------------------------------------------------
 
 
@@ -465,3 +484,24 @@ def test_a_full_disk_is_reported_with_its_errno_and_the_file(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "EFBIG" in result.stdout and "checkpoint_1.pt" in result.stdout, result.stdout
     assert list(tmp_path.iterdir()) == []  # no temp file left, nothing half-written
+
+
+def test_a_state_dict_that_does_not_fit_restores_nothing():
+    """Defect (item 12, without a checkpoint file): `state.load_state_dict` with a model of another shape
+    restored the counters first, then failed on the weights: a later run() resumed from the wrong place."""
+    from statefire.frame.errors import StateDictError
+    from statefire.features import Model
+
+    with State() as first:
+        Model(torch.nn.Linear(3, 2), name="net")
+        trainer = Engine("trainer", lambda e, b: b, data=[1, 2, 3])
+        trainer.run()
+        saved = first.state_dict()
+    with State():
+        net = Model(torch.nn.Linear(4, 2), name="net")
+        before = net.module.weight.detach().clone()
+        trainer = Engine("trainer", lambda e, b: b, data=[1, 2, 3])
+        with pytest.raises(StateDictError, match=r"nothing was restored: components\.net\.module\.weight: expected shape"):
+            State.current().load_state_dict(saved)
+        assert trainer.n_iteration_completed == 0 and trainer.n_epoch_completed == 0
+        assert torch.equal(net.module.weight, before)

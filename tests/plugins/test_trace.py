@@ -255,7 +255,7 @@ def test_threads_get_their_own_track():
 
 def test_invalid_arguments():
     """max_events must be a positive int; the state must be a State."""
-    with pytest.raises(ValueError, match="max_events must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="max_events of EventTrace must be a positive int, got 0"):
         EventTrace(State(), max_events=0)
     with pytest.raises(TypeError, match="EventTrace needs a State"):
         EventTrace(object())
