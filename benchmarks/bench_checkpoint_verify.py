@@ -13,12 +13,12 @@ a) A checkpoint of a model with `--mb` megabytes of float32 weights is
    first read, so this is the CPU cost of the check, not of the disk.
 b) The engine loop with the retry bookkeeping (a few local stores per
    iteration, so that a retry never runs `process` twice on one batch)
-   against the loop of the main branch (`git show main:features/engine.py`,
+   against the loop of `--base` (default main; `git show <base>:features/engine.py`,
    loaded as a separate module), 100k trivial iterations, no callbacks.
-   When the main branch's file cannot be read (no git), part b is skipped.
+   When that file cannot be read or imported, part b is skipped.
 c) A set of a state object with 1 and with 10 callbacks, the dispatch of
    this branch (an `except AttributeError` clause per dispatch loop, for the
-   note on ignite-style callbacks) against the main branch's `frame`
+   note on ignite-style callbacks) against the `frame` of `--base`,
    package, loaded from git as a separate package.
 
 Times are `time.perf_counter` medians (minimums beside them). A report, not a test.
@@ -41,6 +41,10 @@ import torch
 from statefire.features import Checkpoint, Engine, Model
 from statefire.features.checkpoint import _VERIFIED, _verify
 from statefire.frame import State
+
+
+#: The git revision parts b and c compare against (`--base`).
+BASE = "main"
 
 
 def _timed(fn) -> float:
@@ -83,7 +87,7 @@ def checkpoint_part(mb: int, repeats: int) -> None:
 
 def _main_branch_engine() -> type | None:
     try:
-        source = subprocess.run(["git", "show", "main:features/engine.py"], capture_output=True, text=True,
+        source = subprocess.run(["git", "show", f"{BASE}:features/engine.py"], capture_output=True, text=True,
                                 check=True, cwd=Path(__file__).parent).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -91,38 +95,42 @@ def _main_branch_engine() -> type | None:
         file.write(source)
     spec = importlib.util.spec_from_file_location("_main_engine", file.name)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # that revision's engine does not fit this frame: say so, measure the rest
+        print(f"  (the engine of {BASE} does not import against this frame: {error!r:.80})")
+        return None
     return module.Engine
 
 
 def engine_part(repeats: int) -> None:
     old_engine = _main_branch_engine()
     if old_engine is None:
-        print("b) skipped: the main branch's features/engine.py cannot be read with git")
+        print("b) skipped: the engine of --base cannot be read or imported")
         return
     n = 100_000
     print(f"b) engine loop, {n} iterations, no callback, {repeats} repeats")
     data = list(range(n))
-    rows: dict[str, list[float]] = {"main branch loop": [], "loop with retry bookkeeping": []}
+    rows: dict[str, list[float]] = {"base loop": [], "loop with retry bookkeeping": []}
     with State():
         old = old_engine("old", lambda engine, batch: batch, data=data)
         new = Engine("new", lambda engine, batch: batch, data=data)
         for _ in range(repeats):
-            rows["main branch loop"].append(_timed(old.run))
+            rows["base loop"].append(_timed(old.run))
             rows["loop with retry bookkeeping"].append(_timed(new.run))
-    _report(rows, "main branch loop")
+    _report(rows, "base loop")
 
 
 def _main_branch_frame() -> object | None:
-    """The main branch's `frame` package, written to a temp dir and imported as `_main_frame`."""
+    """The `frame` package of `--base`, written to a temp dir and imported as `_main_frame`."""
     root = Path(tempfile.mkdtemp()) / "_main_frame"
     root.mkdir()
     try:
-        names = subprocess.run(["git", "ls-tree", "--full-tree", "--name-only", "main", "frame/"], capture_output=True, text=True,
+        names = subprocess.run(["git", "ls-tree", "--full-tree", "--name-only", BASE, "frame/"], capture_output=True, text=True,
                                check=True, cwd=Path(__file__).parent).stdout.split()
         for name in names:
             if name.endswith(".py"):
-                source = subprocess.run(["git", "show", f"main:{name}"], capture_output=True, text=True, check=True,
+                source = subprocess.run(["git", "show", f"{BASE}:{name}"], capture_output=True, text=True, check=True,
                                         cwd=Path(__file__).parent).stdout
                 (root / Path(name).name).write_text(source)
     except (OSError, subprocess.CalledProcessError):
@@ -145,7 +153,7 @@ def dispatch_part(repeats: int) -> None:
     print(f"c) {n} sets of a state object with 1 and with 10 one-argument callbacks, {repeats} repeats")
     rows: dict[str, list[float]] = {}
     features = {}
-    for label, package in (("main branch", old_frame), ("with the engine-parameter note", new_frame)):
+    for label, package in (("base", old_frame), ("with the engine-parameter note", new_frame)):
         class Box(package.Feature):  # type: ignore[name-defined,misc]
             category = "boxes"
             value = package.StateObject(0)
@@ -166,15 +174,20 @@ def dispatch_part(repeats: int) -> None:
         for label, (one, ten) in features.items():
             rows.setdefault(f"1 callback, {label}", []).append(_timed(lambda: sets(one)))
             rows.setdefault(f"10 callbacks, {label}", []).append(_timed(lambda: sets(ten)))
-    _report({k: v for k, v in rows.items() if k.startswith("1 ")}, "1 callback, main branch")
-    _report({k: v for k, v in rows.items() if k.startswith("10 ")}, "10 callbacks, main branch")
+    _report({k: v for k, v in rows.items() if k.startswith("1 ")}, "1 callback, base")
+    _report({k: v for k, v in rows.items() if k.startswith("10 ")}, "10 callbacks, base")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--base", default="main",
+                        help="the git revision whose engine and frame parts b and c compare against (default: main; "
+                             "after a merge, the commit before the change)")
     args = parser.parse_args()
+    global BASE
+    BASE = args.base
     torch.set_num_threads(1)
     checkpoint_part(args.mb, args.repeats)
     engine_part(args.repeats * 2)
