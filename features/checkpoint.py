@@ -41,6 +41,7 @@ from . import engine as _engine
 from ._artifacts import CHECKPOINTS, artifact_dir
 from ._judging import in_training, resolve_mode
 from ._priorities import CHECKPOINT_PRIORITY
+from .components import _unwrapped
 from .distributed import is_main_process, process_group, process_rank
 
 __all__ = [
@@ -234,7 +235,9 @@ class Checkpoint(Feature):
             score's file.
         manual_runs: with `score_ref`, also save on evaluations run by
             hand (by default they write nothing).
-        prefix: file names are `<prefix>_<save number>.pt`; by default the
+        prefix: file names are `<prefix>_<save number>.pt` (with a
+            `score_ref`, `<prefix>_<save number>_score=<score>.pt`, the
+            score to 4 decimals as in ignite's names); by default the
             feature's name, so two checkpoints in one directory (the last
             files and the best one) keep separate series. Two checkpoints of
             one State with the same directory and prefix are refused.
@@ -349,8 +352,8 @@ class Checkpoint(Feature):
     def save(self) -> Path | None:
         """Write a checkpoint now; returns its path (None when a best-only save skips it)."""
         number = self.n_saves + 1
-        filename = f"{self.prefix}_{number}.pt"
         score = self._score()
+        filename = f"{self.prefix}_{number}.pt" if score is None else f"{self.prefix}_{number}_score={score:.4f}.pt"
         entries = [*self.kept, [number, score, filename]]
         if self.n_saved is not None and len(entries) > self.n_saved:
             order = sorted(entries, key=self._rank)  # worst first
@@ -438,10 +441,13 @@ class Checkpoint(Feature):
         only series in the directory; with several others (`last` and
         `best`), pass the prefix of the one you want. Temp files of an interrupted save are ignored, and
         so is a file that is not a complete zip archive (torch's format).
+        The newest complete file is verified (each entry's CRC, so bit flips
+        inside a tensor are found).
 
         Raises:
             CheckpointError: without `prefix`, the directory holds several
-                series and none is named `checkpoint`.
+                series and none is named `checkpoint`; or the newest
+                complete file is damaged (the error names the one before it).
         """
         directory = Path(dirname)
         if not directory.is_dir():
@@ -463,9 +469,10 @@ class Checkpoint(Feature):
             numbered = next(iter(series.values()), [])
         else:
             numbered = series.get(prefix, [])
-        for _, path in sorted(numbered, reverse=True):
-            if zipfile.is_zipfile(path):
-                return path
+        complete = [path for _, path in sorted(numbered, reverse=True) if zipfile.is_zipfile(path)]
+        if complete:
+            _verify(complete[0], complete[1] if len(complete) > 1 else None)
+            return complete[0]
         return None
 
     @staticmethod
@@ -506,6 +513,7 @@ class Checkpoint(Feature):
             raise FileNotFoundError(
                 f"checkpoint file {str(path)!r} does not exist; Checkpoint.latest(dirname) finds the newest one"
             )
+        _verify(path)
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
@@ -586,6 +594,77 @@ class Checkpoint(Feature):
         return info
 
     @staticmethod
+    def load_weights(
+        path: str | os.PathLike[str], model: torch.nn.Module | Any, *, name: str | None = None
+    ) -> torch.nn.Module:
+        """Load just a model's weights from a checkpoint file into `model`, for inference.
+
+        No State is needed and nothing else is restored. The file holds every
+        model of the experiment by component name; with one model, or one
+        whose weights fit `model`, no name is needed.
+
+        Args:
+            path: a checkpoint file, e.g. a best-model `Checkpoint`'s `last_path`.
+            model: the `torch.nn.Module` (or `Model` component) to fill.
+            name: the model's component name in the file (`state.<name>`),
+                when several saved models fit.
+
+        Returns:
+            The module, so `net = Checkpoint.load_weights(path, Net()).eval()` reads naturally.
+
+        Raises:
+            CheckpointError: the file holds no such model, or several fit and
+                `name` is not given (the names are listed).
+
+        Example:
+            >>> import tempfile, torch
+            >>> from statefire.frame import State
+            >>> from statefire.features import Checkpoint, Model
+            >>> with State(), tempfile.TemporaryDirectory() as tmp:
+            ...     _ = Model(torch.nn.Linear(2, 1), name="net")
+            ...     path = Checkpoint.write(f"{tmp}/c_1.pt")
+            ...     fresh = Checkpoint.load_weights(path, torch.nn.Linear(2, 1))
+            ...     print(type(fresh).__name__)
+            Linear
+        """
+        module = getattr(model, "module", model) if not isinstance(model, torch.nn.Module) else model
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module or a Model, got {type(model).__name__}: {model!r:.60}")
+        payload = Checkpoint.read(path)
+        components = payload["state"].get("components", {}) if isinstance(payload.get("state"), dict) else {}
+        saved = {
+            n: c["module"] for n, c in components.items() if isinstance(c, dict) and isinstance(c.get("module"), dict)
+        }
+        if not saved:
+            raise CheckpointError(f"checkpoint {str(path)!r} holds no model weights (no Model component was saved)")
+        target = _unwrapped(module)
+        if name is None:
+            own = {k: tuple(v.shape) for k, v in target.state_dict().items()}
+            fitting = [
+                n for n, weights in saved.items()
+                if {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)} == own
+            ]
+            if len(fitting) != 1:
+                what = "none of them fits the given model" if not fitting else f"{', '.join(fitting)} all fit"
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} holds the models {', '.join(sorted(saved))}, and {what}; "
+                    "pass name=... (the model's component name) to say which"
+                )
+            name = fitting[0]
+        if name not in saved:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} holds no model {name!r}; it holds {', '.join(sorted(saved))}"
+            )
+        try:
+            target.load_state_dict(saved[name])
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"the weights of model {name!r} in {str(path)!r} do not fit {type(target).__name__}: "
+                f"{str(error).splitlines()[0]}; build the model as it was when the file was saved"
+            ) from None
+        return module
+
+    @staticmethod
     def resumed(state: State | None = None) -> ResumeInfo | None:
         """What the last `Checkpoint.load` into `state` restored, or None.
 
@@ -636,7 +715,34 @@ def _announce_resume(state: State, info: ResumeInfo) -> None:
 
 
 _DEFAULT_PREFIX = "checkpoint"  # the default name of a Checkpoint, so of its files
-_FILE_NAME = re.compile(r"(.+)_(\d+)\.pt")
+_FILE_NAME = re.compile(r"(.+)_(\d+)(?:_score=[-+0-9.eEinfa]+)?\.pt")
+
+
+#: Files verified unchanged since (path, inode, size, mtime): `latest` then `load` reads the CRCs once.
+_VERIFIED: collections.OrderedDict[tuple[str, int, int, int], None] = collections.OrderedDict()
+
+
+def _verify(path: Path, previous: Path | None = None) -> None:
+    """Check every entry's CRC: torch does not, so bit flips inside a tensor would load silently."""
+    try:
+        stat = os.stat(path)
+        key = (os.path.abspath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if key in _VERIFIED:
+            return
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise _corrupted(path, error) from None
+    if damaged is None:
+        _VERIFIED[key] = None
+        while len(_VERIFIED) > 16:
+            _VERIFIED.popitem(last=False)
+    else:
+        instead = f"; the file before it is {str(previous)!r}" if previous is not None else ""
+        raise CheckpointError(
+            f"checkpoint file {str(path)!r} is damaged: entry {damaged!r} does not match its stored CRC "
+            f"(bits changed on disk or in a copy), so nothing was loaded; use an older file{instead}"
+        )
 
 
 def _same_place(directory: Path | None) -> Path | None:

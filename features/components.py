@@ -80,9 +80,20 @@ class Model(Feature):
         """The module without its DDP/DataParallel wrapper: its weights are saved under `module`."""
         return _unwrapped(self.module)
 
+    def shown_values(self) -> dict[str, Any]:
+        """What `print(state)` shows of a model: its parameter count (it has no state objects)."""
+        return {**super().shown_values(), "n_parameters": sum(p.numel() for p in self.module.parameters())}
+
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.module.parameters())
         return f"<Model {self.path}: {type(self.module).__name__}, {n} parameters>"
+
+
+def _group_scalar(value: Any) -> bool:
+    """A param-group value shown and set as a state object: a number, or a tuple of numbers (Adam's betas)."""
+    if isinstance(value, tuple):
+        return bool(value) and all(_group_scalar(v) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _unwrapped(module: torch.nn.Module) -> torch.nn.Module:
@@ -144,7 +155,7 @@ class Optimizer(Feature):
             namespace: dict[str, Any] = {
                 key: _GroupValue(value, persist=False, doc=f"param group {key!r}")
                 for key, value in group.items()
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "params"
+                if key != "params" and _group_scalar(value)
             }
             namespace["__module__"] = __name__
             namespace["__qualname__"] = "Optimizer"

@@ -105,9 +105,9 @@ class Engine(Feature):
     exception = StateObject(persist=False, doc="the exception that stopped the engine")
     n_epochs = Param(1, doc="epochs per run")
     epoch_length: Param[int | None] = Param(None, doc="iterations per epoch (None: inferred from the data)")
-    epoch_iteration = Counter(doc="iterations completed in the current epoch (for resume)")
-    run_first_epoch = Counter(doc="n_epoch_completed when the current run started (for resume)")
-    in_epoch = StateObject(False, doc="an epoch started and not completed (for resume)")
+    epoch_iteration = Counter(doc="iterations completed in the current epoch (for resume)", hidden=True)
+    run_first_epoch = Counter(doc="n_epoch_completed when the current run started (for resume)", hidden=True)
+    in_epoch = StateObject(False, doc="an epoch started and not completed (for resume)", hidden=True)
 
     def __init__(
         self,
@@ -144,6 +144,9 @@ class Engine(Feature):
         self._stop_epoch = False  # set by terminate() and terminate_epoch(): one check per iteration
         self._data_state: Any = None  # the order generator's state at the start of the epoch
         self._restore_data_state: Any = None
+        # (batch, output, step) of an iteration whose process returned but whose events raised:
+        # a retry finishes it from the step after `step` rather than running process again.
+        self._unfinished: tuple[Any, Any, int] | None = None
         if run_on is not None:
             self.follow(run_on)
 
@@ -168,6 +171,7 @@ class Engine(Feature):
         values["in_epoch"] = False
         self._iterator = None
         self._restore_data_state = None
+        self._unfinished = None
         self._failed = False
 
     @property
@@ -214,12 +218,29 @@ class Engine(Feature):
         *,
         n_epochs: int | None = None,
         epoch_length: int | None = None,
+        max_epochs: None = None,
     ) -> Engine:
         """Run `n_epochs` epochs, or continue a run that was stopped (e.g. restored from a checkpoint).
+
+        After an exception, `run()` again retries: the iteration that did not
+        complete is finished, and `process` never runs twice on one batch (see
+        "Exceptions" in the engines guide).
+
+        Args:
+            data: new data for this run (see `data`).
+            n_epochs: epochs per run, from now on.
+            epoch_length: iterations per epoch, from now on.
+            max_epochs: ignite's name, refused with the hint to use `n_epochs`.
 
         Returns:
             The engine, so `engine.run().output` reads naturally.
         """
+        if max_epochs is not None:
+            raise TypeError(
+                f"run() of engine {self.name!r} got max_epochs={max_epochs!r}, ignite's name: statefire says "
+                f"n_epochs, the epochs of each run: run(n_epochs={max_epochs!r}). Unlike ignite's max_epochs it "
+                "counts from the run's start, so a second run() trains that many epochs more"
+            )
         if self._running:
             raise EngineError(
                 f"engine {self.name!r} is already running (iteration {self.n_iteration_completed}); "
@@ -257,6 +278,7 @@ class Engine(Feature):
                 self.epoch_iteration = 0
                 self._iterator = None
                 self._restore_data_state = None  # a restored mid-epoch position belongs to the old run
+                self._unfinished = None
                 self.n_run_started += 1
             while not self._terminate and self.n_epoch_completed - self.run_first_epoch < self.n_epochs:
                 if not self.in_epoch:
@@ -305,60 +327,103 @@ class Engine(Feature):
         fire_batch = fire_started = fire_output = fire_samples = fire_done = fire_completed = None
         if self._stop_epoch:  # terminate() or terminate_epoch() on the epoch start: no iteration runs
             return
+        if self._unfinished is not None or values["n_iteration_started"] != values["n_iteration_completed"]:
+            # A retry after an exception inside an iteration (cold path).
+            done = self._finish_iteration()
+            if done == epoch_length or self._stop_epoch:
+                if epoch_length is not None and epoch_length == _length(self.data):
+                    self._iterator = None
+                return
         iterator = self._epoch_iterator()
-        while epoch_length is None or done < epoch_length:
-            for batch in iterator:
-                if wiring.version != version:
-                    # Callbacks attached or removed: reload what each step fires.
-                    version = wiring.version
-                    fire_batch, fire_started, fire_output, fire_samples, fire_done, fire_completed = map(
-                        machinery.get, _STEP_NAMES
-                    )
-                values["batch"] = batch
-                if fire_batch is not None:
-                    fire_batch(batch)
-                n = values["n_iteration_started"] + 1
-                values["n_iteration_started"] = n
-                if fire_started is not None:
-                    fire_started(n)
-                output = process(self, batch)
-                values["output"] = output
-                if fire_output is not None:
-                    fire_output(output)
-                if size_fn is None and type(batch) is not size_type:
-                    size_type = type(batch)
-                    size = _size_rule(batch)
-                if size.__class__ is int:
-                    n = values["n_samples"] + size
-                else:
-                    n = size(batch)
-                    if n.__class__ is not int or n < 0:
-                        n = _batch_size(n, self.name, size is size_fn)
-                    n += values["n_samples"]
-                values["n_samples"] = n
-                if fire_samples is not None:
-                    fire_samples(n)
-                done += 1
-                values["epoch_iteration"] = done
-                if fire_done is not None:
-                    fire_done(done)
-                n = values["n_iteration_completed"] + 1
-                values["n_iteration_completed"] = n
-                if fire_completed is not None:
-                    fire_completed(n)
-                if done == epoch_length or self._stop_epoch:
-                    break
-            else:  # the data ran out
-                fresh = self._exhausted(done, restarted_at)
-                if fresh is None:
-                    break
-                iterator = fresh
-                restarted_at = done
-                epoch_length = self.epoch_length
-                continue
-            break
+        step = 0  # how far the current iteration got once process returned: what a retry must not redo
+        try:
+            while epoch_length is None or done < epoch_length:
+                for batch in iterator:
+                    if wiring.version != version:
+                        # Callbacks attached or removed: reload what each step fires.
+                        version = wiring.version
+                        fire_batch, fire_started, fire_output, fire_samples, fire_done, fire_completed = map(
+                            machinery.get, _STEP_NAMES
+                        )
+                    values["batch"] = batch
+                    if fire_batch is not None:
+                        fire_batch(batch)
+                    n = values["n_iteration_started"] + 1
+                    values["n_iteration_started"] = n
+                    if fire_started is not None:
+                        fire_started(n)
+                    output = process(self, batch)
+                    step = 1
+                    values["output"] = output
+                    if fire_output is not None:
+                        fire_output(output)
+                    if size_fn is None and type(batch) is not size_type:
+                        size_type = type(batch)
+                        size = _size_rule(batch)
+                    if size.__class__ is int:
+                        n = values["n_samples"] + size
+                    else:
+                        n = size(batch)
+                        if n.__class__ is not int or n < 0:
+                            n = _batch_size(n, self.name, size is size_fn)
+                        n += values["n_samples"]
+                    step = 2
+                    values["n_samples"] = n
+                    if fire_samples is not None:
+                        fire_samples(n)
+                    done += 1
+                    step = 3
+                    values["epoch_iteration"] = done
+                    if fire_done is not None:
+                        fire_done(done)
+                    n = values["n_iteration_completed"] + 1
+                    step = 0
+                    values["n_iteration_completed"] = n
+                    if fire_completed is not None:
+                        fire_completed(n)
+                    if done == epoch_length or self._stop_epoch:
+                        break
+                else:  # the data ran out
+                    fresh = self._exhausted(done, restarted_at)
+                    if fresh is None:
+                        break
+                    iterator = fresh
+                    restarted_at = done
+                    epoch_length = self.epoch_length
+                    continue
+                break
+        except BaseException:
+            if step:  # process returned for this batch: a retry finishes the iteration, without process
+                self._unfinished = (values["batch"], values["output"], step)
+            raise
         if epoch_length is not None and epoch_length == _length(self.data):
             self._iterator = None  # the data was used up: the next epoch starts afresh
+
+    def _finish_iteration(self) -> int:
+        """Finish the iteration an exception interrupted; returns the epoch's completed iterations.
+
+        If `process` had returned, the steps after the one whose callbacks
+        raised run now (each event fires at most once per iteration, and
+        `process` never runs twice on one batch). If `process` itself raised
+        (or a callback before it), the iteration starts again: its
+        `n_iteration_started` number is given back, so it fires again with
+        the same number.
+        """
+        values = self.__dict__
+        unfinished, self._unfinished = self._unfinished, None
+        if unfinished is None:
+            values["n_iteration_started"] = values["n_iteration_completed"]
+            return values["epoch_iteration"]
+        batch, _, step = unfinished
+        if step < 2:
+            rule = _size_rule(batch) if self.batch_size_fn is None else self.batch_size_fn
+            size = rule if isinstance(rule, int) else _batch_size(rule(batch), self.name, rule is self.batch_size_fn)
+            self.n_samples = values["n_samples"] + size
+        if step < 3:
+            self.epoch_iteration = values["epoch_iteration"] + 1
+            self._iterator = None  # the data then skips this batch too
+        self.n_iteration_completed = values["n_iteration_completed"] + 1
+        return values["epoch_iteration"]
 
     def _epoch_iterator(self) -> Iterator[Any]:
         if self.data is None:
@@ -456,6 +521,7 @@ class Engine(Feature):
     def _load(self, state_dict: Mapping[str, Any]) -> None:
         super()._load(state_dict)
         self._failed = False  # a restored run is continued, whatever this process did before
+        self._unfinished = None
         data_state = state_dict.get("data_state") or {}
         generator = _order_generator(self.data)
         if generator is not None and data_state.get("now") is not None:

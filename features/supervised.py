@@ -133,6 +133,9 @@ class SupervisedTrainer(Engine, _Supervised):
             Lightning's `gradient_clip_algorithm="value"`. With a scaler,
             the gradients are unscaled first, so the limit applies to the
             true gradients. At most one of the two.
+        run_on: a ref (or filtered ref) whose every firing runs this
+            trainer, as `Engine(run_on=...)`: e.g. a second model's trainer
+            following the first's `n_epoch_completed_ref`.
 
     Example:
         >>> import torch
@@ -171,6 +174,7 @@ class SupervisedTrainer(Engine, _Supervised):
         scaler: bool | torch.amp.GradScaler = False,
         clip_grad_norm: float | None = None,
         clip_grad_value: float | None = None,
+        run_on: Ref | FilteredRef | None = None,
     ) -> None:
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable as loss_fn(y_pred, y), got {loss_fn!r}")
@@ -195,6 +199,9 @@ class SupervisedTrainer(Engine, _Supervised):
         self._clip = clip
         self.clip_grad_norm = clip_grad_norm
         self.clip_grad_value = clip_grad_value
+        self._learned_at = 0  # the n_iteration_started whose batch was last backpropagated (and stepped)
+        if run_on is not None:
+            self.follow(run_on)
 
     def _step(self, batch: Any) -> Any:
         module = self.model.module
@@ -205,6 +212,8 @@ class SupervisedTrainer(Engine, _Supervised):
         optimizer = self.optimizer.optimizer
         steps = self.gradient_accumulation_steps
         position = self.epoch_iteration  # iterations of this epoch before this one
+        if self._learned_at == self.n_iteration_started:
+            return self._retried_output(batch, module)
         if position % steps == 0:
             optimizer.zero_grad()
         x, y = self.prepare_batch(batch, self.device, self.non_blocking)
@@ -218,6 +227,19 @@ class SupervisedTrainer(Engine, _Supervised):
             self.scaler.scale(scaled).backward()
         if (position + 1) % steps == 0:
             self._optimizer_step()
+        # This batch has been learned from: if what follows raises (output_transform), the
+        # retry of this iteration must not backpropagate or step again.
+        self._learned_at = self.n_iteration_started
+        if self.output_transform is not None:
+            return self.output_transform(x, y, y_pred, loss)
+        return loss.detach()
+
+    def _retried_output(self, batch: Any, module: torch.nn.Module) -> Any:
+        """The output of an iteration retried after its step ran: the forward pass again, no learning."""
+        x, y = self.prepare_batch(batch, self.device, self.non_blocking)
+        with torch.no_grad(), self._autocast(self.device, module):
+            y_pred = module(x)
+            loss = self.loss_fn(y_pred, y)
         if self.output_transform is not None:
             return self.output_transform(x, y, y_pred, loss)
         return loss.detach()
@@ -273,6 +295,13 @@ class SupervisedTrainer(Engine, _Supervised):
                 problems.append(f"{where}[{index}]: expected a tensor of shape {tuple(parameter.shape)}, found {found}")
         return problems
 
+    def _abandon_run(self) -> None:
+        super()._abandon_run()
+        self._learned_at = 0  # a new run: its first batch is learned from whatever its number
+
+    def _load(self, state_dict: Mapping[str, Any]) -> None:
+        super()._load(state_dict)
+        self._learned_at = 0  # a restored position: the next batch was not learned from in this process
 
 
 class _PendingGrads:

@@ -75,7 +75,7 @@ def render_tree(state: Any, width: int = 100) -> str:
             last_feature = fi == len(features) - 1
             lines.append(bar + ("└─ " if last_feature else "├─ ") + f"{feature.name} ({type(feature).__name__})")
             indent = bar + ("   " if last_feature else "│  ") + "   "
-            pairs = [f"{name}={summarize(value)}" for name, value in feature.values().items()]
+            pairs = [f"{name}={summarize(value)}" for name, value in feature.shown_values().items()]
             lines.extend(_wrap(pairs, indent, width))
     if not containers:
         lines.append("└─ (empty)")
@@ -103,7 +103,7 @@ def html_rows(feature: Any) -> str:
     values = "".join(
         f"<tr><td style='padding-left:2em'>{html.escape(name)}</td>"
         f"<td><code>{html.escape(summarize(value))}</code></td></tr>"
-        for name, value in feature.values().items()
+        for name, value in feature.shown_values().items()
     )
     return (
         f"<tr><th colspan=2 style='text-align:left'>{html.escape(feature.path)} "

@@ -584,6 +584,9 @@ def _dispatch_scope(
                     raise replaced from error.__cause__
                 except RecursionError as error:
                     raise _too_deep(dispatcher, error) from error
+                except AttributeError as error:
+                    _hint_engine_parameter(error, dispatcher, value)
+                    raise
                 finally:
                     depth = entered
 
@@ -614,6 +617,9 @@ def _dispatch_scope(
                     raise replaced from error.__cause__
                 except RecursionError as error:
                     raise _too_deep(dispatcher, error) from error
+                except AttributeError as error:
+                    _hint_engine_parameter(error, dispatcher, value)
+                    raise
                 finally:
                     depth = entered
 
@@ -637,6 +643,9 @@ def _dispatch_scope(
                     raise replaced from error.__cause__
                 except RecursionError as error:
                     raise _too_deep(dispatcher, error) from error
+                except AttributeError as error:
+                    _hint_engine_parameter(error, dispatcher, value)
+                    raise
                 finally:
                     depth = entered
 
@@ -661,6 +670,9 @@ def _dispatch_scope(
                 raise replaced from error.__cause__
             except RecursionError as error:
                 raise _too_deep(dispatcher, error) from error
+            except AttributeError as error:
+                _hint_engine_parameter(error, dispatcher, value)
+                raise
             finally:
                 depth = entered
 
@@ -688,6 +700,9 @@ def _dispatch_scope(
             raise replaced from error.__cause__
         except RecursionError as error:
             raise _too_deep(dispatcher, error) from error
+        except AttributeError as error:
+            _hint_engine_parameter(error, dispatcher, value)
+            raise
         finally:
             depth = entered
 
@@ -757,6 +772,44 @@ class _Dispatcher:
             value = self.current_value()
             for handle in self.handles:
                 handle.start_at(value)
+
+
+#: First parameter names of callbacks written ignite-style, `def f(engine): engine.state.epoch`.
+_ENGINE_PARAMETERS = frozenset({"engine", "trainer", "evaluator"})
+
+
+def _hint_engine_parameter(error: AttributeError, dispatcher: _Dispatcher, value: Any) -> None:
+    """Note, on an error of a callback written for ignite (its parameter named `engine`), what it receives.
+
+    Runs only on the exception path, so a set costs nothing more: an
+    `except` clause is free in Python 3.11 until something raises.
+    """
+    if getattr(error, "obj", None) is not value or getattr(error, "_sf_hinted", False):
+        return
+    names = []
+    for handle in dispatcher.handles:
+        fn = handle.callback
+        if fn is None or not handle.takes_value:
+            continue
+        try:
+            parameters = list(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            continue
+        if parameters and parameters[0] in _ENGINE_PARAMETERS:
+            names.append(f"{_callable_name(fn)}({parameters[0]})")
+    if not names:
+        return
+    error._sf_hinted = True  # type: ignore[attr-defined]
+    note = (
+        f"{', '.join(names)} is attached to {dispatcher.path}, so it is called with that object's new value "
+        f"({type(value).__name__} {value!r:.40}), not with the engine as in ignite; reach the engine by name "
+        f"(state.<engine name>) or from the closure, or attach a callback taking no argument, "
+        f"e.g. `def log(): print(trainer.n_epoch_completed)`"
+    )
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    else:  # Python 3.10
+        error.__notes__ = [*getattr(error, "__notes__", []), note]
 
 
 def _cycle_error(dispatcher: _Dispatcher) -> CycleError:

@@ -219,6 +219,13 @@ class Observable:
         values = self.__dict__
         return {name: values[name] for name in type(self)._sf_objects}
 
+    def shown_values(self) -> dict[str, Any]:
+        """What a person sees of this feature (`print(state)`, its repr, a notebook table): `values()`
+        without the hidden objects (`StateObject(hidden=True)`, resume bookkeeping). A feature may
+        override it to add a summary (a model shows its parameter count)."""
+        objects = type(self)._sf_objects
+        return {name: value for name, value in self.values().items() if not getattr(objects.get(name), "hidden", False)}
+
     @property
     def refs(self) -> Keyed[str, Ref[Any]]:
         """A ref to every state object, by name."""
@@ -447,7 +454,7 @@ class Feature(Observable):
     def __repr__(self) -> str:
         from ._render import summarize
 
-        values = ", ".join(f"{n}={summarize(v)}" for n, v in self.values().items())
+        values = ", ".join(f"{n}={summarize(v)}" for n, v in self.shown_values().items())
         return f"<{type(self).__name__} {self.path}: {values}>"
 
     def _repr_html_(self) -> str:
@@ -463,13 +470,18 @@ def _announcing(init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def __init__(self: Feature, *args: Any, **kwargs: Any) -> None:
         machinery = self._sf
+        if machinery.init_depth == 0:
+            # What the State held before: a failed construction takes out what it registered
+            # (its components too), so a notebook cell fixed and re-run starts clean.
+            home = _context.current()
+            n_before = len(home._frame.features)
         machinery.init_depth += 1
         try:
             init(self, *args, **kwargs)
         except BaseException:
             machinery.init_depth -= 1
-            if machinery.init_depth == 0 and machinery.state is not None:
-                machinery.state.remove(self, announce=False)
+            if machinery.init_depth == 0:
+                _remove_half_built(self, home, n_before)
             raise
         machinery.init_depth -= 1
         if machinery.init_depth == 0 and not machinery.announced:
@@ -481,6 +493,17 @@ def _announcing(init: Callable[..., None]) -> Callable[..., None]:
                 state._announce(self)
 
     return __init__
+
+
+def _remove_half_built(feature: Feature, state: State, n_before: int) -> None:
+    """Remove `feature`, whose `__init__` raised, and the features registered during it, newest first."""
+    if feature._sf.state is not None:
+        state = feature._sf.state
+    for other in reversed(list(state._frame.features.values())[n_before:]):
+        if other is feature or other._sf.init_depth == 0:
+            announced = other._sf.announced
+            with contextlib.suppress(Exception):  # the constructor's own error is the one to see
+                state.remove(other, announce=announced)
 
 
 Feature.__init__ = _announcing(Feature.__init__)  # type: ignore[method-assign]

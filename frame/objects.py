@@ -39,6 +39,9 @@ class StateObject(Generic[T]):
         default: initial value of every instance (mutable defaults are copied).
         doc: what the value means, shown by inspection tools.
         persist: include the value in `state_dict()`.
+        hidden: bookkeeping a person need not read (a resume position):
+            left out of `print(state)`, `state.tree()` and a feature's
+            repr, still in `values()` and `state_dict()`.
 
     Example:
         >>> from statefire.frame import Feature, StateObject, State
@@ -54,15 +57,17 @@ class StateObject(Generic[T]):
         [21.5]
     """
 
-    __slots__ = ("name", "default", "doc", "persist", "observed")
+    __slots__ = ("name", "default", "doc", "persist", "observed", "hidden")
 
     @overload
-    def __init__(self: StateObject[Any], default: None = None, *, doc: str = "", persist: bool = True) -> None: ...
+    def __init__(
+        self: StateObject[Any], default: None = None, *, doc: str = "", persist: bool = True, hidden: bool = False
+    ) -> None: ...
 
     @overload
-    def __init__(self, default: T, *, doc: str = "", persist: bool = True) -> None: ...
+    def __init__(self, default: T, *, doc: str = "", persist: bool = True, hidden: bool = False) -> None: ...
 
-    def __init__(self, default: Any = None, *, doc: str = "", persist: bool = True) -> None:
+    def __init__(self, default: Any = None, *, doc: str = "", persist: bool = True, hidden: bool = False) -> None:
         self.name = ""
         # How many instances have a fire callable for this object: while none
         # has, a set skips the lookup (the common case, and the hot path).
@@ -70,6 +75,7 @@ class StateObject(Generic[T]):
         self.default = default
         self.doc = doc
         self.persist = persist
+        self.hidden = hidden
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -126,8 +132,8 @@ class Counter(StateObject[int]):
 
     __slots__ = ()
 
-    def __init__(self, default: int = 0, *, doc: str = "", persist: bool = True) -> None:
-        super().__init__(_counter_value(default, "default"), doc=doc, persist=persist)
+    def __init__(self, default: int = 0, *, doc: str = "", persist: bool = True, hidden: bool = False) -> None:
+        super().__init__(_counter_value(default, "default"), doc=doc, persist=persist, hidden=hidden)
 
     def validate(self, value: Any, where: str = "") -> int:
         return _counter_value(value, where or self.name)

@@ -278,7 +278,10 @@ class State:
         if existing is not None:
             raise NameConflictError(
                 f"a feature named {name!r} already exists at {existing.path} "
-                f"({type(existing).__name__}); give the new {cls.__name__} another name=..."
+                f"({type(existing).__name__}); give the new {cls.__name__} another name=..., "
+                f"or, re-running a notebook cell, start over: state.remove({name!r}) drops the old one, "
+                "state.clear() drops every feature, and building inside `with State():` gives each run "
+                "a fresh state"
             )
         if name in _reserved_names():
             raise NameConflictError(
@@ -391,7 +394,10 @@ class State:
         """Defer events; at the outermost exit fire each object once, with its last value.
 
         Objects fire in the order they were first set. If the block raises,
-        the deferred events are dropped (the values stay set).
+        the deferred events are dropped (the values stay set). If a callback
+        raises while they fire, the remaining ones still fire; the first
+        error is then raised, with a note naming the events whose callbacks
+        failed.
         """
         core = self._frame
         core.hold += 1
@@ -408,10 +414,7 @@ class State:
                 core.pending.clear()
                 self._rewire_all()
                 if ok:
-                    for (owner, name), value in pending.items():
-                        fire = owner._sf.get(name)
-                        if fire is not None:
-                            fire(value)
+                    _flush(pending)
 
     @contextlib.contextmanager
     def silenced(self) -> Iterator[None]:
@@ -588,6 +591,32 @@ def _reserved_names() -> frozenset[str]:
     names.update(STANDARD_CATEGORIES)
     names.add("state")
     return frozenset(names)
+
+
+def _flush(pending: dict[tuple[Observable, str], Any]) -> None:
+    """Fire each deferred event; one failing does not drop the rest, and the error names the failures."""
+    first: BaseException | None = None
+    failed: list[str] = []
+    for (owner, name), value in pending.items():
+        fire = owner._sf.get(name)
+        if fire is None:
+            continue
+        try:
+            fire(value)
+        except Exception as error:  # the other deferred events still fire; a KeyboardInterrupt stops them
+            failed.append(f"{owner.path}.{name}")
+            if first is None:
+                first = error
+    if first is not None:
+        note = (
+            f"raised while state.hold() fired its deferred events; callbacks failed on: {', '.join(failed)} "
+            f"(every other deferred event of the {len(pending)} fired)"
+        )
+        if hasattr(first, "add_note"):
+            first.add_note(note)
+        else:  # Python 3.10
+            first.__notes__ = [*getattr(first, "__notes__", []), note]
+        raise first
 
 
 def _close_all(features: list[Feature]) -> None:

@@ -8,7 +8,9 @@
 
 The script runs as `__main__` (like `python SCRIPT.py`), in the global
 `frame.state`. If it raises, the graph or trace of what ran so far is still
-written, then the error is reported and the exit status is 1.
+written, then the error is reported and the exit status is 1; so is it on
+Ctrl-C (exit status 130) and on `sys.exit(...)` (its message printed, its
+status kept). The output is checked writable before the script runs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import runpy
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["main"]
 
@@ -42,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     trace = commands.add_parser("trace", help="run a script under an EventTrace and save a Chrome/Perfetto trace")
     trace.add_argument("script", help="the Python script to run")
     trace.add_argument("-o", "--output", default="trace.json", help="the trace file to write (default: trace.json)")
-    trace.add_argument("--max-events", type=int, default=1_000_000, help="spans kept (default: 1000000)")
-    trace.add_argument("--top", type=int, default=15, help="callbacks shown in the printed summary (default: 15)")
+    trace.add_argument("--max-events", type=_counted(1), default=1_000_000, help="spans kept (default: 1000000)")
+    trace.add_argument("--top", type=_counted(0), default=15,
+                       help="callbacks shown in the printed summary (default: 15)")
     _add_tree_parser(commands)
     _add_runs_parsers(commands)
     return parser
@@ -101,6 +104,8 @@ def _graph(args: argparse.Namespace, script_args: list[str]) -> int:
         print(f"statefire: cannot write a graph as {args.output!r}; use .png, .svg, .pdf, .dot, .mmd or .graphml",
               file=sys.stderr)
         return 2
+    if not _writable(args.output):
+        return 2
     trace = EventTrace(state) if args.traced else None
     status = _run(args.script, script_args, trace)
     if not state.features:
@@ -118,6 +123,8 @@ def _trace(args: argparse.Namespace, script_args: list[str]) -> int:
 
     from .trace import EventTrace
 
+    if not _writable(args.output):
+        return 2
     trace = EventTrace(state, max_events=args.max_events)
     status = _run(args.script, script_args, trace)
     trace.to_chrome_trace(args.output)
@@ -160,7 +167,8 @@ def _tree(args: argparse.Namespace) -> int:
 
 
 def _run(script: str, script_args: list[str], trace: object | None) -> int:
-    """Run `script` as `__main__`; 0 if it finished, 1 if it raised (reported)."""
+    """Run `script` as `__main__`; its exit status: 0 if it finished, 1 if it raised (reported),
+    the code of its `sys.exit` (a message is printed, as Python does), 130 on Ctrl-C."""
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     sys.argv = [script, *script_args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
@@ -171,7 +179,13 @@ def _run(script: str, script_args: list[str], trace: object | None) -> int:
         return 0
     except SystemExit as exit:
         code = exit.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        if code is None or isinstance(code, int):
+            return code or 0
+        print(code, file=sys.stderr)  # `sys.exit("message")`: Python prints it and exits with 1
+        return 1
+    except KeyboardInterrupt:
+        print(f"statefire: {script} interrupted (Ctrl-C); writing what ran until then", file=sys.stderr)
+        return 130
     except Exception:
         traceback.print_exc()
         print(f"statefire: {script} raised; writing what ran until then", file=sys.stderr)
@@ -180,6 +194,38 @@ def _run(script: str, script_args: list[str], trace: object | None) -> int:
         if trace is not None:
             trace.stop()  # type: ignore[attr-defined]
         sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+def _counted(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int of at least `minimum`, else a usage error naming the value."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    count.__name__ = "count"
+    return count
+
+
+def _writable(output: str) -> bool:
+    """Whether `output` can be written, checked before the script runs (which may take hours)."""
+    directory = os.path.dirname(os.path.abspath(output))
+    problem = None
+    if os.path.isdir(output):
+        problem = "is a directory; give a file name"
+    elif not os.path.isdir(directory):
+        problem = f"is in {directory!r}, which does not exist; create it first"
+    elif not os.access(directory, os.W_OK | os.X_OK) or (os.path.exists(output) and not os.access(output, os.W_OK)):
+        problem = "cannot be written (no permission); choose another place"
+    if problem is None:
+        return True
+    print(f"statefire: output {output!r} {problem}; the script was not run", file=sys.stderr)
+    return False
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def _describe_unit(flow: Any, node: str) -> list[str]:
         if doc:
             lines.append(f"{_INDENT}{doc[0]}")
         if feature is not None:
-            values = [f"{name}={summarize(value)}" for name, value in feature.values().items()]
+            values = [f"{name}={summarize(value)}" for name, value in feature.shown_values().items()]
             lines += _listed("values", values, per_line=4)
     fired_by = [
         f"{u} -> {d['callback']}" + (f" ({d['filter']})" if d.get("filter") else "")

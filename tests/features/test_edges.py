@@ -63,8 +63,8 @@ def test_a_nan_score_never_displaces_the_best_checkpoint(tmp_path):
             score.value = value
             score.tick = tick
     assert [entry[1] for entry in best.kept] == [0.9]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_1.pt"]
-    assert Checkpoint.read(tmp_path / "checkpoint_1.pt")["score"] == 0.9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_1_score=0.9000.pt"]
+    assert Checkpoint.read(tmp_path / "checkpoint_1_score=0.9000.pt")["score"] == 0.9
 
 
 # -- 2. two checkpoints in one directory ------------------------------------------------
@@ -81,10 +81,11 @@ def test_two_checkpoints_in_one_directory_keep_their_own_files(tmp_path):
         for tick, value in enumerate([0.2, 0.9, 0.4, 0.3, 0.1], start=1):
             score.value = value
             score.tick = tick
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_2.pt", "checkpoint_4.pt", "checkpoint_5.pt"]
-    assert Checkpoint.read(tmp_path / "best_2.pt")["score"] == 0.9
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["best_2_score=0.9000.pt", "checkpoint_4.pt", "checkpoint_5.pt"]
+    assert Checkpoint.read(tmp_path / "best_2_score=0.9000.pt")["score"] == 0.9
     assert Checkpoint.latest(tmp_path) == tmp_path / "checkpoint_5.pt" == Path(last.last_path)
-    assert Checkpoint.latest(tmp_path, prefix="best") == tmp_path / "best_2.pt" == Path(best.last_path)
+    assert Checkpoint.latest(tmp_path, prefix="best") == tmp_path / "best_2_score=0.9000.pt" == Path(best.last_path)
 
 
 # -- 3. numpy in the state ----------------------------------------------------------------

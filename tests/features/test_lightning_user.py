@@ -204,8 +204,8 @@ def test_validation_by_hand_writes_no_best_checkpoint(digits, tmp_path):
         trainer.run()
         assert best.n_saves == every.n_saves == 2
         evaluator.run()
-        assert best.n_saves == 2 and sorted(p.name for p in (tmp_path / "best").iterdir()) == [
-            "checkpoint_1.pt", "checkpoint_2.pt"]  # fmt: skip
+        assert best.n_saves == 2 and sorted(p.name.split("_score=")[0] for p in (tmp_path / "best").iterdir()) == [
+            "checkpoint_1", "checkpoint_2"]  # fmt: skip
         assert every.n_saves == 3
         trainer.run(n_epochs=1)  # a training again: its evaluations count again
         assert best.n_saves == 3
