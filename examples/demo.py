@@ -74,7 +74,9 @@ print()
 print("Artifacts:")
 print(f"  comparison charts (TensorBoard event files): {out}/  one run directory per engine")
 print(f"  data-flow graph (picture):                   {flow}")
-print(f"  the run's record (config, code, series):     {run.dir}/run.json  (statefire runs show {run.id[:15]})")
+command = Path(sys.executable).with_name("statefire")  # the venv's command, as a path a shell finds
+command = command.relative_to(Path.cwd()) if command.is_relative_to(Path.cwd()) else command
+print(f"  the run's record (config, code, series):     {run.dir}/run.json  ({command} runs show {run.id[:15]})")
 print("Look at the charts (Custom Scalars tab: 'engines compared'):")
 print(f"  make tensorboard      (or: .venv/bin/tensorboard --logdir {out} --host 127.0.0.1 --port 6006)")
 print("  then open http://127.0.0.1:6006")
