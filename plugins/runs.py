@@ -38,7 +38,7 @@ from statefire.frame import Counter, Feature, FilteredRef, Ref, State, StateObje
 
 from . import _snapshot
 from ._snapshot import RunWarning
-from .registry import SERIES_FILE, Registry, RegistryError, process_started
+from .registry import SERIES_FILE, Registry, RegistryError, process_started, read_series_file
 
 __all__ = ["Run", "RunWarning", "RunError", "HEARTBEAT_S"]
 
@@ -378,6 +378,32 @@ class Run(Feature):
         engine.n_run_completed_ref.attach(save, priority=-1000, owner=self)
         if engine.name == "trainer" and self._x_ref is None:
             self._x = (engine, "n_samples")
+
+    def resume_from(self, info: Any) -> None:
+        """Drop the series points recorded past the checkpoint being loaded (`Checkpoint.load` calls it).
+
+        A resumed run logs those steps again; without this, a crash between two
+        checkpoints would leave every curve with two points at each such step.
+        """
+        if not self.is_writer or self._x is None:
+            return  # steps counted by sets cannot be matched to the checkpoint
+        owner, name = self._x
+        try:
+            last = info.restored_value(f"{owner.path}.{name}")
+        except KeyError:
+            return
+        self._save(wait=True)  # whatever is buffered reaches the files first
+        run_id = self.id
+        with self._lock:
+            path = self.dir / SERIES_FILE
+            if path.exists():
+                kept = [point for point in read_series_file(path) if not point[1] > last]
+                atomic_write(path, "".join(_point_line(point) for point in kept))
+
+            def drop(conn: Any) -> None:
+                conn.execute("DELETE FROM series WHERE run_id = ? AND step > ?", (run_id, last))
+
+            self.registry._write(drop)
 
     def _recorder(self, key: str, metric: bool) -> Any:
         buffer_owner = self

@@ -176,6 +176,40 @@ def test_resume_continues_the_same_run(tmp_path):
     assert steps == [2, 4, 6, 8]
 
 
+def test_a_resume_drops_the_points_logged_past_its_checkpoint(tmp_path):
+    """Regression: a run that crashed between two checkpoints, then resumed, kept the points it had logged
+    past the checkpoint, so the steps it logs again appeared twice in series.jsonl and the registry."""
+    def build():
+        trainer = Engine("trainer", lambda engine, batch: batch * engine.n_epoch_started, data=[1.0, 2.0], n_epochs=4)
+        AverageOutput(engine=trainer, name="mean")
+        Checkpoint(trigger=trainer.n_epoch_completed_ref(every=2))
+        return trainer
+
+    def crash(n):
+        if n == 3:
+            raise KeyboardInterrupt("killed after epoch 3, past the checkpoint of epoch 2")
+
+    with State():
+        trainer = build()
+        first = Run(tmp_path, snapshot=False)
+        trainer.n_epoch_completed_ref.attach(crash, priority=-(2**63))
+        with pytest.raises(KeyboardInterrupt):
+            trainer.run()
+        first.finish()
+    assert [s for s, _, _ in Registry(tmp_path).get(first.id).series("mean")] == [2, 4, 6]
+    with State():
+        trainer = build()
+        run = Run(tmp_path, snapshot=False, resume="latest")
+        Checkpoint.load(Checkpoint.latest(run.dir / "checkpoints"))
+        trainer.run()
+        run.finish()
+    series = Registry(tmp_path).get(run.id).series("mean")
+    assert [(s, v) for s, v, _ in series] == [(2, 1.5), (4, 3.0), (6, 4.5), (8, 6.0)]
+    from statefire.plugins.registry import read_series_file
+
+    assert [p[1] for p in read_series_file(run.dir / "series.jsonl") if p[0] == "mean"] == [2, 4, 6, 8]
+
+
 def test_the_heartbeat_is_written_while_an_engine_runs(tmp_path, monkeypatch):
     """Between epoch ends, the heartbeat thread keeps run.json's heartbeat current."""
     monkeypatch.setattr(runs_module, "HEARTBEAT_S", 0.05)
