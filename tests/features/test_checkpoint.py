@@ -8,24 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
+from helpers import Score
 
 from statefire.features import Checkpoint, Engine, ScalarChart, SupervisedTrainer, TensorBoard
 from statefire.features import checkpoint as checkpoint_module
 from statefire.features.checkpoint import UnsafeCheckpointError
-from statefire.frame import Feature, State, StateDictError, StateObject
-
-
-class Score(Feature):
-    category = "params"
-    value = StateObject(None)
-    tick = StateObject(0)
+from statefire.frame import State, StateDictError
 
 
 @pytest.fixture(scope="module")
-def digits() -> tuple[torch.Tensor, torch.Tensor]:
-    data = load_digits()
-    return torch.tensor(data.data[:192], dtype=torch.float32) / 16, torch.tensor(data.target[:192])
+def digits(digit_tensors) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = digit_tensors
+    return x[:192], y[:192]
 
 
 def _trainer(digits, n_epochs: int = 2, seed: int = 0) -> SupervisedTrainer:
