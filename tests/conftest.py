@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,3 +32,19 @@ def digit_tensors() -> tuple[Any, Any]:
 
     data = load_digits()
     return torch.tensor(data.data, dtype=torch.float32) / 16, torch.tensor(data.target)
+
+
+@pytest.fixture
+def write_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Path]]:
+    """Writes a user script as `experiment.py` in a temp cwd; the global state is cleared around the test."""
+    from statefire import frame
+
+    def write(text: str) -> Path:
+        path = tmp_path / "experiment.py"
+        path.write_text(text)
+        return path
+
+    monkeypatch.chdir(tmp_path)
+    frame.state.clear()
+    yield write
+    frame.state.clear()

@@ -259,13 +259,8 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture
-def script(tmp_path, monkeypatch):
-    path = tmp_path / "experiment.py"
-    path.write_text(SCRIPT)
-    monkeypatch.chdir(tmp_path)
-    frame.state.clear()
-    yield path
-    frame.state.clear()
+def script(write_script):
+    return write_script(SCRIPT)
 
 
 def test_an_unwritable_output_is_found_before_running(script, tmp_path, capsys):

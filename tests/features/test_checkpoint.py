@@ -239,16 +239,19 @@ def test_resume_purges_tensorboard_events_logged_past_the_checkpoint(digits, tmp
         accumulator = EventAccumulator(str(log_dir / "trainer")).Reload()
         return [(e.step, e.value) for e in accumulator.Scalars("engines/trainer/output")]
 
-    with State():
+    def charted_trainer(log_dir: Path) -> tuple[SupervisedTrainer, TensorBoard]:
+        """The seeded trainer, its output charted against iterations into `log_dir`."""
         trainer = _trainer(digits, seed=5)
-        writer = TensorBoard(tmp_path / "reference")
+        writer = TensorBoard(log_dir)
         ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref)
+        return trainer, writer
+
+    with State():
+        trainer, writer = charted_trainer(tmp_path / "reference")
         trainer.run()
         writer.close()
     with State():
-        trainer = _trainer(digits, seed=5)
-        writer = TensorBoard(tmp_path / "killed")
-        ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref)
+        trainer, writer = charted_trainer(tmp_path / "killed")
         Checkpoint(tmp_path / "ckpt", trigger=trainer.n_iteration_completed_ref(every=4))
 
         def crash(n):
@@ -260,9 +263,7 @@ def test_resume_purges_tensorboard_events_logged_past_the_checkpoint(digits, tmp
             trainer.run()
         writer.close()
     with State():
-        trainer = _trainer(digits, seed=5)
-        writer = TensorBoard(tmp_path / "killed")
-        ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref)
+        trainer, writer = charted_trainer(tmp_path / "killed")
         Checkpoint(tmp_path / "ckpt", trigger=trainer.n_iteration_completed_ref(every=4))
         Checkpoint.load(Checkpoint.latest(tmp_path / "ckpt"))
         assert writer.purge_step == 5
