@@ -12,38 +12,14 @@ Then: tensorboard --logdir runs/demo --host 127.0.0.1      (`make tensorboard`)
 import sys
 from pathlib import Path
 
-import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, TensorDataset
+from quickstart import build  # examples/ is on sys.path when this script runs
 
-from statefire.features import SupervisedEvaluator, SupervisedTrainer, TensorBoard
+from statefire.features import TensorBoard
 from statefire.frame import state
 from statefire.plugins import DataFlowGraph, EnginesMetricsComparisonCharts, Run
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/demo")
-torch.manual_seed(0)
-torch.set_num_threads(1)  # a model this small trains faster on one thread
-
-# Data: 1797 digits, 64 pixels each, split 80/20.
-digits = load_digits()
-x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
-y = torch.tensor(digits.target)
-x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
-train_loader = DataLoader(TensorDataset(x_train, y_train), batch_size=32, shuffle=True,
-                          generator=torch.Generator().manual_seed(0))
-train_eval_loader = DataLoader(TensorDataset(x_train, y_train), batch_size=256)
-val_loader = DataLoader(TensorDataset(x_val, y_val), batch_size=256)
-
-model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-loss_fn = torch.nn.functional.cross_entropy
-
-# The experiment: one trainer, two evaluators following its epochs.
-SupervisedTrainer(model, optimizer, loss_fn, train_loader, n_epochs=10)
-for name, loader in [("train_evaluator", train_eval_loader), ("val_evaluator", val_loader)]:
-    SupervisedEvaluator(model, loader, name=name, run_on=state.trainer.n_epoch_completed_ref,
-                        metrics=["accuracy", "loss"], loss_fn=loss_fn)
+build()  # the quickstart's trainer, evaluators and report
 
 # The charts: one accuracy chart and one loss chart, each comparing both evaluators.
 TensorBoard(out)
@@ -52,16 +28,6 @@ EnginesMetricsComparisonCharts(x_axis_ref=state.trainer.n_samples_ref, n_identic
 # The record: a run directory with the config, the code snapshot (when run from a git work tree),
 # every metric's series and the final values, indexed in runs/registry.sqlite.
 run = Run("runs", experiment="quickstart", name="demo")
-
-
-@state.trainer.n_epoch_completed_ref.attach
-def report(epoch: int) -> None:
-    # Evaluators run on this ref first (higher priority), so their metrics are current.
-    m = state.metrics
-    print(f"epoch {epoch:2d}  samples {state.trainer.n_samples:6d}  "
-          f"train acc {m.train_evaluator_accuracy.value:.3f} loss {m.train_evaluator_loss.value:.3f}  "
-          f"val acc {m.val_evaluator_accuracy.value:.3f} loss {m.val_evaluator_loss.value:.3f}")
-
 
 state.trainer.run()
 flow = out / "flow.png"

@@ -35,7 +35,7 @@ import torch
 from ignite.handlers import DiskSaver
 
 from statefire.frame import Counter, Feature, FilteredRef, Ref, State, StateObject, as_ref, check
-from statefire.frame.errors import FrameError
+from statefire.frame.errors import FrameError, add_note
 
 from . import engine as _engine
 from ._artifacts import CHECKPOINTS, artifact_dir
@@ -584,7 +584,7 @@ class Checkpoint(Feature):
         try:
             state.load_state_dict(own_state, strict=strict)
         except FrameError as error:
-            _engine._add_note(error, f"while loading checkpoint {str(path)!r}")
+            add_note(error, f"while loading checkpoint {str(path)!r}")
             raise
         if restore_rng:
             _set_rng_states(own_rng)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from statefire.frame import Counter, Feature, FilteredRef, Param, Ref, StateObject, as_ref, check, wiring
-from statefire.frame.errors import FrameError
+from statefire.frame.errors import FrameError, add_note
 
 from ._priorities import RUN_ON_PRIORITY
 
@@ -299,7 +299,7 @@ class Engine(Feature):
             # Any exit, KeyboardInterrupt included, leaves the engine the same way: a retry
             # resumes like a restore, the same order, from the batch that did not complete.
             note = f"in engine {self.name!r} at iteration {self.n_iteration_started} (epoch {self.n_epoch_started})"
-            _add_note(error, note)
+            add_note(error, note)
             self._iterator = None
             self._restore_data_state = self._data_state if self.in_epoch else None
             self._failed = True
@@ -652,10 +652,3 @@ def engine_behind(feature: Any) -> Engine | None:
             return None
         feature = inner.owner
     return None
-
-
-def _add_note(error: BaseException, note: str) -> None:
-    if hasattr(error, "add_note"):
-        error.add_note(note)
-    else:  # Python 3.10
-        error.__notes__ = [*getattr(error, "__notes__", []), note]

@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .errors import CallbackSignatureError, CycleError, DepthError, _ChainError
+from .errors import CallbackSignatureError, CycleError, DepthError, _ChainError, add_note
 
 if TYPE_CHECKING:
     from .refs import Ref
@@ -806,10 +806,7 @@ def _hint_engine_parameter(error: AttributeError, dispatcher: _Dispatcher, value
         f"(state.<engine name>) or from the closure, or attach a callback taking no argument, "
         f"e.g. `def log(): print(trainer.n_epoch_completed)`"
     )
-    if hasattr(error, "add_note"):
-        error.add_note(note)
-    else:  # Python 3.10
-        error.__notes__ = [*getattr(error, "__notes__", []), note]
+    add_note(error, note)
 
 
 def _cycle_error(dispatcher: _Dispatcher) -> CycleError:

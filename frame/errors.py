@@ -18,6 +18,14 @@ __all__ = [
 ]
 
 
+def add_note(error: BaseException, note: str) -> None:
+    """Append `note` to `error`'s notes (`BaseException.add_note`, written out on Python 3.10)."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    else:  # Python 3.10
+        error.__notes__ = [*getattr(error, "__notes__", []), note]
+
+
 class FrameError(Exception):
     """Base of every error raised by frame."""
 

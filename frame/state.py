@@ -11,7 +11,7 @@ from . import _context
 from ._names import did_you_mean
 from ._render import html_rows, render_tree
 from .dispatch import Handle, _Dispatcher, wiring
-from .errors import NameConflictError, StateDictError, UnknownNameError
+from .errors import NameConflictError, StateDictError, UnknownNameError, add_note
 from .feature import (
     STANDARD_CATEGORIES,
     Feature,
@@ -612,10 +612,7 @@ def _flush(pending: dict[tuple[Observable, str], Any]) -> None:
             f"raised while state.hold() fired its deferred events; callbacks failed on: {', '.join(failed)} "
             f"(every other deferred event of the {len(pending)} fired)"
         )
-        if hasattr(first, "add_note"):
-            first.add_note(note)
-        else:  # Python 3.10
-            first.__notes__ = [*getattr(first, "__notes__", []), note]
+        add_note(first, note)
         raise first
 
 

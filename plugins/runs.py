@@ -71,9 +71,14 @@ def new_run_id() -> str:
     return f"{t:%Y%m%d-%H%M%S}.{t.microsecond // 1000:03d}-{secrets.token_hex(6)}"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` so a kill leaves either the old or the new file: temp, fsync, rename, fsync dir."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}.tmp")
+def atomic_write(path: Path, text: str, *, temp: Path | None = None) -> None:
+    """Write `text` to `path` so a kill leaves either the old or the new file: temp, fsync, rename, fsync dir.
+
+    `temp` names the temp file (for callers that clean up a killed writer's); by default a name unique to this
+    process and thread, beside `path`.
+    """
+    if temp is None:
+        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}.tmp")
     try:
         with open(temp, "w", encoding="utf-8") as out:
             out.write(text)

@@ -45,6 +45,7 @@ from statefire.frame import Feature, State
 from statefire.frame.errors import FrameError, StateDictError
 
 from ._trees_draw import draw, mermaid
+from .runs import atomic_write
 
 __all__ = [
     "ExperimentTree",
@@ -253,27 +254,10 @@ def _reshaped(before: str, after: str) -> bool:
 # -- files --------------------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_json(path: Path, data: Any) -> None:
-    """Write `data` as JSON atomically: temp file, fsync, rename, fsync the directory."""
+    """Write `data` as JSON atomically; the temp file carries `_TEMP_MARK`, so a killed writer's is found later."""
     temp = path.with_name(f"{path.name}{_TEMP_MARK}{os.getpid()}")
-    try:
-        with open(temp, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=1, sort_keys=True)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True), temp=temp)
 
 
 def _rng_state() -> tuple[Any, Any, Any]:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from statefire import frame
 from statefire.features import (
@@ -29,9 +28,9 @@ from statefire.plugins.cli import main
 
 
 @pytest.fixture(scope="module")
-def digits() -> tuple[torch.Tensor, torch.Tensor]:
-    data = load_digits()
-    return torch.tensor(data.data[:320], dtype=torch.float32) / 16, torch.tensor(data.target[:320])
+def digits(digit_tensors) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = digit_tensors
+    return x[:320], y[:320]
 
 
 def _batches(digits, size: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -260,13 +259,8 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture
-def script(tmp_path, monkeypatch):
-    path = tmp_path / "experiment.py"
-    path.write_text(SCRIPT)
-    monkeypatch.chdir(tmp_path)
-    frame.state.clear()
-    yield path
-    frame.state.clear()
+def script(write_script):
+    return write_script(SCRIPT)
 
 
 def test_an_unwritable_output_is_found_before_running(script, tmp_path, capsys):

@@ -26,13 +26,14 @@ import argparse
 import os
 import signal
 import sys
-import traceback
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from forked import fork_call, wait_exit  # noqa: E402  (this script's folder is on sys.path)
 
 from statefire.features import Checkpoint, Component, SupervisedTrainer  # noqa: E402
 from statefire.frame import state  # noqa: E402
@@ -116,19 +117,8 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="WORKDIR or WORKDIR:N (SIGKILL after iteration N)")
     for run in parser.parse_args().runs:
         workdir, _, kill_at = run.partition(":")
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                train(Path(workdir), int(kill_at) if kill_at else None)
-            except BaseException:
-                traceback.print_exc()
-                code = 1
-            finally:
-                sys.stderr.flush()
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        print("exit", os.waitstatus_to_exitcode(status), flush=True)
+        pid = fork_call(train, Path(workdir), int(kill_at) if kill_at else None)
+        print("exit", wait_exit(pid), flush=True)
 
 
 if __name__ == "__main__":

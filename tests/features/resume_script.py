@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 
 import torch
+from forked import fork_call, wait_exit  # this script's folder is on sys.path
 
 from statefire.features import AverageOutput, Checkpoint, SupervisedEvaluator, SupervisedTrainer
 from statefire.features import checkpoint as checkpoint_module
@@ -129,22 +130,9 @@ def serve() -> None:
     """Run each stdin line's arguments in a forked child; report its pid and exit code."""
     for line in sys.stdin:
         argv = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                main(argv)
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
-                code = 1
-            finally:
-                sys.stderr.flush()
-                os._exit(code)
+        pid = fork_call(main, argv)
         print("pid", pid, flush=True)
-        _, status = os.waitpid(pid, 0)
-        print("exit", os.waitstatus_to_exitcode(status), flush=True)
+        print("exit", wait_exit(pid), flush=True)
 
 
 if __name__ == "__main__":

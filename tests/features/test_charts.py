@@ -5,24 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import points
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from statefire.features import AverageOutput, Engine, ScalarChart, TensorBoard
-from statefire.frame import State
-
-
-@pytest.fixture
-def s():
-    with State() as st:
-        yield st
-        for writer in list(st.writers):
-            writer.close()
-
-
-def points(run_dir, tag):
-    accumulator = EventAccumulator(str(run_dir))
-    accumulator.Reload()
-    return [(e.step, e.value) for e in accumulator.Scalars(tag)]
 
 
 def test_writes_y_against_the_current_x_each_time_y_fires(s, tmp_path):

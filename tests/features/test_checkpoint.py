@@ -8,24 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
+from helpers import Score
 
 from statefire.features import Checkpoint, Engine, ScalarChart, SupervisedTrainer, TensorBoard
 from statefire.features import checkpoint as checkpoint_module
 from statefire.features.checkpoint import UnsafeCheckpointError
-from statefire.frame import Feature, State, StateDictError, StateObject
-
-
-class Score(Feature):
-    category = "params"
-    value = StateObject(None)
-    tick = StateObject(0)
+from statefire.frame import State, StateDictError
 
 
 @pytest.fixture(scope="module")
-def digits() -> tuple[torch.Tensor, torch.Tensor]:
-    data = load_digits()
-    return torch.tensor(data.data[:192], dtype=torch.float32) / 16, torch.tensor(data.target[:192])
+def digits(digit_tensors) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = digit_tensors
+    return x[:192], y[:192]
 
 
 def _trainer(digits, n_epochs: int = 2, seed: int = 0) -> SupervisedTrainer:
@@ -245,16 +239,19 @@ def test_resume_purges_tensorboard_events_logged_past_the_checkpoint(digits, tmp
         accumulator = EventAccumulator(str(log_dir / "trainer")).Reload()
         return [(e.step, e.value) for e in accumulator.Scalars("engines/trainer/output")]
 
-    with State():
+    def charted_trainer(log_dir: Path) -> tuple[SupervisedTrainer, TensorBoard]:
+        """The seeded trainer, its output charted against iterations into `log_dir`."""
         trainer = _trainer(digits, seed=5)
-        writer = TensorBoard(tmp_path / "reference")
+        writer = TensorBoard(log_dir)
         ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref)
+        return trainer, writer
+
+    with State():
+        trainer, writer = charted_trainer(tmp_path / "reference")
         trainer.run()
         writer.close()
     with State():
-        trainer = _trainer(digits, seed=5)
-        writer = TensorBoard(tmp_path / "killed")
-        ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref)
+        trainer, writer = charted_trainer(tmp_path / "killed")
         Checkpoint(tmp_path / "ckpt", trigger=trainer.n_iteration_completed_ref(every=4))
 
         def crash(n):
@@ -266,9 +263,7 @@ def test_resume_purges_tensorboard_events_logged_past_the_checkpoint(digits, tmp
             trainer.run()
         writer.close()
     with State():
-        trainer = _trainer(digits, seed=5)
-        writer = TensorBoard(tmp_path / "killed")
-        ScalarChart(trainer.output_ref, trainer.n_iteration_completed_ref)
+        trainer, writer = charted_trainer(tmp_path / "killed")
         Checkpoint(tmp_path / "ckpt", trigger=trainer.n_iteration_completed_ref(every=4))
         Checkpoint.load(Checkpoint.latest(tmp_path / "ckpt"))
         assert writer.purge_step == 5

@@ -9,13 +9,6 @@ import pytest
 import torch
 
 from statefire.features import AverageOutput, Engine, EpochLog, SupervisedEvaluator, SupervisedTrainer
-from statefire.frame import State
-
-
-@pytest.fixture
-def s():
-    with State() as state:
-        yield state
 
 
 def test_one_line_per_epoch_with_the_evaluators_current_metrics(s):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
+from helpers import Score
 
 from statefire.features import (
     Accuracy,
@@ -31,19 +31,13 @@ from statefire.features import (
     TensorBoard,
 )
 from statefire.features.checkpoint import CheckpointError
-from statefire.frame import Feature, Params, State, StateObject
-
-
-class Score(Feature):
-    category = "params"
-    value = StateObject(None)
-    tick = StateObject(0)
+from statefire.frame import Params, State
 
 
 @pytest.fixture(scope="module")
-def digits() -> tuple[torch.Tensor, torch.Tensor]:
-    data = load_digits()
-    return torch.tensor(data.data[:224], dtype=torch.float32) / 16, torch.tensor(data.target[:224])
+def digits(digit_tensors) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = digit_tensors
+    return x[:224], y[:224]
 
 
 def _mlp(seed: int = 0) -> torch.nn.Module:

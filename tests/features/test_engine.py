@@ -11,12 +11,6 @@ from statefire.features import Engine, EngineError
 from statefire.frame import State
 
 
-@pytest.fixture
-def s():
-    with State() as state:
-        yield state
-
-
 def identity(engine, batch):
     return batch
 

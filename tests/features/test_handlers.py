@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 from ignite.handlers import LinearCyclicalScheduler
-from sklearn.datasets import load_digits
 
 from statefire.features import (
     EarlyStopping,
@@ -24,17 +23,9 @@ from statefire.features import (
 from statefire.frame import State
 
 
-@pytest.fixture
-def s():
-    with State() as st:
-        yield st
-
-
 @pytest.fixture(scope="module")
-def digits():
-    data = load_digits()
-    x = torch.tensor(data.data, dtype=torch.float32) / 16
-    y = torch.tensor(data.target)
+def digits(digit_tensors):
+    x, y = digit_tensors
     return (x[:256], y[:256]), (x[1500:1628], y[1500:1628])
 
 

@@ -23,7 +23,6 @@ from ignite.metrics import (
 from ignite.metrics import (
     Loss as IgniteLoss,
 )
-from sklearn.datasets import load_digits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -57,10 +56,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    data = load_digits()
-    x = torch.tensor(data.data, dtype=torch.float32) / 16
-    y = torch.tensor(data.target)
+def digits(digit_tensors):
+    x, y = digit_tensors
     return (x[:300], y[:300]), (x[1500:1700], y[1500:1700])
 
 

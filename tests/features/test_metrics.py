@@ -21,12 +21,6 @@ from statefire.features import (
 from statefire.frame import State
 
 
-@pytest.fixture
-def s():
-    with State() as state:
-        yield state
-
-
 def identity(engine, batch):
     return batch
 

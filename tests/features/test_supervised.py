@@ -6,24 +6,15 @@ import copy
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
 from statefire.features import Model, Optimizer, OutputHandler, SupervisedEvaluator, SupervisedTrainer
 from statefire.frame import State
 
 
-@pytest.fixture
-def s():
-    with State() as state:
-        yield state
-
-
 @pytest.fixture(scope="module")
-def digits():
-    data = load_digits()
-    x = torch.tensor(data.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(data.target)
+def digits(digit_tensors):
+    x, y = digit_tensors
     return x[:600], y[:600], x[600:900], y[600:900]
 
 

@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import points
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from statefire.features import Engine, ScalarChart, TensorBoard
@@ -19,23 +20,6 @@ from statefire.features.tensorboard import find_writer, scalar_value, step_value
 from statefire.frame import State
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def s():
-    with State() as st:
-        yield st
-        for writer in list(st.writers):
-            writer.close()
-
-
-def points(run_dir, tag):
-    """(step, value) pairs of one tag, read from disk by TensorBoard's reader."""
-    accumulator = EventAccumulator(str(run_dir))
-    accumulator.Reload()
-    if tag not in accumulator.Tags()["scalars"]:
-        return []
-    return [(e.step, e.value) for e in accumulator.Scalars(tag)]
 
 
 def test_one_run_directory_per_engine_so_a_tag_overlays(s, tmp_path):

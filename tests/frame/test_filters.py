@@ -19,6 +19,15 @@ def step_samples(engine, n_steps, batch):
         engine.n_samples += batch
 
 
+def fired(engine, name, values, **filters):
+    """What a recorder attached to `engine.<name>_ref` with `filters` receives while `values` are set in turn."""
+    seen = []
+    getattr(engine, f"{name}_ref").attach(seen.append, **filters)
+    for value in values:
+        setattr(engine, name, value)
+    return seen
+
+
 # -- on ordinary state objects: sets since attach --------------------------------
 
 
@@ -26,11 +35,7 @@ def test_every_on_an_object_counts_sets_since_attach(s):
     """On a non-counter object `every=N` fires on every N-th set after attach."""
     e = Engine()
     e.output = "before attach"
-    seen = []
-    e.output_ref.attach(seen.append, every=3)
-    for i in range(1, 10):
-        e.output = i
-    assert seen == [3, 6, 9]
+    assert fired(e, "output", range(1, 10), every=3) == [3, 6, 9]
 
 
 def test_once_on_an_object_fires_on_the_nth_sets(s):
@@ -47,22 +52,12 @@ def test_once_on_an_object_fires_on_the_nth_sets(s):
 
 def test_when_must_also_pass(s):
     """`when=pred(value)` must be true for the callback to fire."""
-    e = Engine()
-    seen = []
-    e.output_ref.attach(seen.append, when=lambda v: v % 2 == 0)
-    for i in range(6):
-        e.output = i
-    assert seen == [0, 2, 4]
+    assert fired(Engine(), "output", range(6), when=lambda v: v % 2 == 0) == [0, 2, 4]
 
 
 def test_when_combines_with_every(s):
     """`every` and `when` both apply: the set count advances whether or not `when` passes."""
-    e = Engine()
-    seen = []
-    e.output_ref.attach(seen.append, every=2, when=lambda v: v > 3)
-    for i in range(1, 9):
-        e.output = i
-    assert seen == [4, 6, 8]
+    assert fired(Engine(), "output", range(1, 9), every=2, when=lambda v: v > 3) == [4, 6, 8]
 
 
 # -- on counters: the value decides --------------------------------------------
@@ -79,34 +74,19 @@ def test_counter_every_fires_once_per_crossed_multiple(s):
 
 def test_counter_every_crossing_several_multiples_in_one_set_fires_once(s):
     """A single set that crosses several multiples fires once (a set is one event)."""
-    e = Engine()
-    seen = []
-    e.n_samples_ref.attach(seen.append, every=10)
-    e.n_samples = 35
-    e.n_samples = 39
-    e.n_samples = 40
-    assert seen == [35, 40]
+    assert fired(Engine(), "n_samples", [35, 39, 40], every=10) == [35, 40]
 
 
 def test_counter_every_follows_value_not_set_count(s):
     """Sets that do not move the counter across a multiple do not fire, however many."""
-    e = Engine()
-    seen = []
-    e.n_epoch_completed_ref.attach(seen.append, every=2)
-    for value in [1, 1, 1, 2, 2, 3, 4]:
-        e.n_epoch_completed = value
-    assert seen == [2, 4]
+    assert fired(Engine(), "n_epoch_completed", [1, 1, 1, 2, 2, 3, 4], every=2) == [2, 4]
 
 
 def test_counter_every_starts_from_the_value_at_attach(s):
     """A filter attached to a counter already at 1000 does not fire again for 1000."""
     e = Engine()
     e.n_samples = 1000
-    seen = []
-    e.n_samples_ref.attach(seen.append, every=1000)
-    e.n_samples = 1500
-    e.n_samples = 2000
-    assert seen == [2000]
+    assert fired(e, "n_samples", [1500, 2000], every=1000) == [2000]
 
 
 def test_counter_once_fires_when_first_reaching_or_crossing(s):
@@ -124,13 +104,7 @@ def test_counter_once_fires_when_first_reaching_or_crossing(s):
 
 def test_counter_once_does_not_refire_when_the_counter_goes_back(s):
     """A counter `once` target fires once even if the counter is later lowered and raised again."""
-    e = Engine()
-    seen = []
-    e.n_samples_ref.attach(seen.append, once=10)
-    e.n_samples = 10
-    e.n_samples = 0
-    e.n_samples = 20
-    assert seen == [10]
+    assert fired(Engine(), "n_samples", [10, 0, 20], once=10) == [10]
 
 
 def test_counter_every_after_silent_load_state_dict_does_not_refire(s):
@@ -196,12 +170,7 @@ def test_counter_filter_resume_backwards_fires_again(s):
 
 def test_counter_every_fires_again_after_the_counter_is_reset(s):
     """A counter set back to 0 (a per-epoch count) fires at the same multiples again."""
-    e = Engine()
-    seen = []
-    e.n_samples_ref.attach(seen.append, every=100)
-    for value in (60, 120, 180, 240, 0, 60, 120, 0, 100):
-        e.n_samples = value
-    assert seen == [120, 240, 120, 100]
+    assert fired(Engine(), "n_samples", (60, 120, 180, 240, 0, 60, 120, 0, 100), every=100) == [120, 240, 120, 100]
 
 
 def test_a_filter_keeps_counting_when_callbacks_are_added_and_removed(s):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from statefire import frame
 from statefire.plugins.cli import main
 
 SCRIPT = textwrap.dedent(
@@ -32,14 +31,9 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture
-def script(tmp_path, monkeypatch):
+def script(write_script):
     """A script using the global state, in a temp dir; the global state is cleared around the test."""
-    path = tmp_path / "experiment.py"
-    path.write_text(SCRIPT)
-    monkeypatch.chdir(tmp_path)
-    frame.state.clear()
-    yield path
-    frame.state.clear()
+    return write_script(SCRIPT)
 
 
 def test_graph_writes_a_picture(script, tmp_path, capsys):

@@ -25,14 +25,6 @@ from statefire.plugins import EnginesMetricsCharts, EnginesMetricsComparisonChar
 LAYOUT_TAG = "custom_scalars__config__"
 
 
-@pytest.fixture
-def s():
-    with State() as st:
-        yield st
-        for writer in list(st.writers):
-            writer.close()
-
-
 # -- building experiments -----------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import textwrap
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -34,6 +35,14 @@ from statefire.plugins.runs import RunError, new_run_id
 ROOT = Path(__file__).resolve().parents[2]
 RECORD_KEYS = {"id", "experiment", "name", "status", "started", "ended", "duration", "heartbeat", "argv", "cwd",
                "host", "pid", "versions", "config", "git", "metrics", "error"}
+
+
+def recorded_mean(tmp_path: Path, engine: Engine, **run_kwargs: Any) -> Run:
+    """A Run (no snapshot) recording `engine`'s average output as `mean` while the engine runs; left open."""
+    AverageOutput(engine=engine, name="mean")
+    run = Run(tmp_path, snapshot=False, **run_kwargs)
+    engine.run()
+    return run
 
 
 def digits_experiment(n_epochs: int = 2) -> tuple[SupervisedTrainer, SupervisedEvaluator]:
@@ -128,9 +137,7 @@ def test_x_axis_ref_and_track_record_series(tmp_path):
     """x_axis_ref gives the steps; every set of a tracked ref is a point under the ref's path."""
     with State():
         trainer = Engine("trainer", lambda engine, batch: batch * 2.0, data=[1.0, 2.0, 3.0], n_epochs=2)
-        AverageOutput(engine=trainer, name="mean")
-        run = Run(tmp_path, snapshot=False, x_axis_ref=trainer.n_epoch_completed_ref, track=[trainer.output_ref])
-        trainer.run()
+        run = recorded_mean(tmp_path, trainer, x_axis_ref=trainer.n_epoch_completed_ref, track=[trainer.output_ref])
         run.finish()
     record = Registry(tmp_path).get(run.id)
     assert [(s, v) for s, v, _ in record.series("mean")] == [(1, 4.0), (2, 4.0)]  # set as the epoch completes
@@ -140,10 +147,7 @@ def test_x_axis_ref_and_track_record_series(tmp_path):
 
 def test_without_a_trainer_the_step_is_the_count_of_sets(tmp_path):
     with State():
-        engine = Engine("worker", lambda engine, batch: batch, data=[1.0], n_epochs=3)
-        AverageOutput(engine=engine, name="mean")
-        run = Run(tmp_path, snapshot=False)
-        engine.run()
+        run = recorded_mean(tmp_path, Engine("worker", lambda engine, batch: batch, data=[1.0], n_epochs=3))
         run.finish()
     assert [s for s, _, _ in Registry(tmp_path).get(run.id).series("mean")] == [1, 2, 3]
 
@@ -484,10 +488,7 @@ def test_outside_a_repository_the_snapshot_is_absent_with_one_warning(tmp_path):
 def test_many_short_epochs_lose_no_point(tmp_path):
     """Epochs shorter than a write: hand-overs merge (memory stays bounded) and every point is kept."""
     with State():
-        trainer = Engine("trainer", lambda engine, batch: batch, data=[1.0], n_epochs=3000)
-        AverageOutput(engine=trainer, name="mean")
-        run = Run(tmp_path, snapshot=False)
-        trainer.run()
+        run = recorded_mean(tmp_path, Engine("trainer", lambda engine, batch: batch, data=[1.0], n_epochs=3000))
         assert run.n_points == 3000
         run.finish()
     record = Registry(tmp_path).get(run.id)
