@@ -27,7 +27,8 @@ EnginesMetricsComparisonCharts(x_axis_ref=state.trainer.n_samples_ref, n_identic
 
 # The record: a run directory with the config, the code snapshot (when run from a git work tree),
 # every metric's series and the final values, indexed in runs/registry.sqlite.
-run = Run("runs", experiment="quickstart", name="demo")
+# The snapshot is of the work tree you run the demo from (`make demo`: this repository).
+run = Run("runs", experiment="quickstart", name="demo", snapshot=Path.cwd())
 
 state.trainer.run()
 flow = out / "flow.png"
