@@ -242,10 +242,11 @@ class _Attribute(Param):
                 f"cannot set {obj.path}.{self.name}: setting {type(self.holder).__name__}.{self.attribute} "
                 f"(path {self.path!r}) to {value!r} failed: {error}"
             ) from error
-        # StateObject.__set__, written out: calling it would add a Python call to every set.
+        # StateObject.__set__, written out (a call to it would add a Python call to every set),
+        # reading the fire functions as it does: `fire_functions` is the same mapping, behind a property.
         obj.__dict__[self.name] = value
         if self.observed:
-            fire = obj.fire_functions.get(self.name)
+            fire = obj._sf.get(self.name)
             if fire is not None:
                 fire(value)
 
