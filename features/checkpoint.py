@@ -22,7 +22,6 @@ import os
 import pickle
 import random
 import re
-import sys
 import warnings
 import weakref
 import zipfile
@@ -39,6 +38,7 @@ from statefire.frame.errors import FrameError, add_note
 
 from . import engine as _engine
 from ._artifacts import CHECKPOINTS, artifact_dir
+from ._files import write_atomically
 from ._judging import in_training, resolve_mode
 from ._priorities import CHECKPOINT_PRIORITY
 from .components import _unwrapped
@@ -154,15 +154,10 @@ def _write_atomically(payload: Any, path: Path, func: Any = torch.save) -> None:
     A full disk (or quota, or file-size limit) is an OSError naming the file;
     the temp file is removed and the previous files stay intact.
     """
-    temp = path.with_name(f"{path.name}{_TEMP_MARK}{os.getpid()}")
+    temp = path.with_name(f"{path.name}{_TEMP_MARK}{os.getpid()}")  # recognised and cleaned after a kill
     try:
-        with open(temp, "wb") as file:
-            func(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
+        write_atomically(path, lambda file: func(payload, file), temp=temp)
     except BaseException as error:
-        temp.unlink(missing_ok=True)
         full = _space_error(error)
         if full is not None:
             raise OSError(
@@ -173,7 +168,6 @@ def _write_atomically(payload: Any, path: Path, func: Any = torch.save) -> None:
                 str(path),
             ) from error
         raise
-    _fsync_dir(path.parent)
 
 
 #: The write errors that mean "no room": said by name, with the file.
@@ -193,16 +187,6 @@ def _space_error(error: BaseException | None) -> OSError | None:
             return error
         error = error.__cause__ or error.__context__
     return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    if sys.platform == "win32":  # directories cannot be opened for fsync there
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Checkpoint(Feature):

@@ -8,12 +8,13 @@ attribute `kind`) and know nothing of the State it came from.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
+from pathlib import Path
 from typing import Any, Literal
 
 import networkx as nx
+
+from statefire.features._files import write_atomically
 
 __all__ = [
     "CATEGORY_COLORS",
@@ -121,27 +122,5 @@ def legend_name(data: dict[str, Any]) -> str:
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` so a crash leaves the old file or the new one, never half of one.
-
-    Temp file in the same folder, fsync, rename over `path`, fsync the folder.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes it 0600; a saved picture is for sharing
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Write `data` to `path` so a crash leaves the old file or the new one, never half of one."""
+    write_atomically(Path(path), lambda file: file.write(data))

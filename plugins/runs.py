@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from statefire.features._files import write_atomically
 from statefire.frame import Counter, Feature, FilteredRef, Ref, State, StateObject, as_ref
 
 from . import _snapshot
@@ -72,30 +73,8 @@ def new_run_id() -> str:
 
 
 def atomic_write(path: Path, text: str, *, temp: Path | None = None) -> None:
-    """Write `text` to `path` so a kill leaves either the old or the new file: temp, fsync, rename, fsync dir.
-
-    `temp` names the temp file (for callers that clean up a killed writer's); by default a name unique to this
-    process and thread, beside `path`.
-    """
-    if temp is None:
-        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}.tmp")
-    try:
-        with open(temp, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # a platform without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write `text` (UTF-8) to `path` atomically: `statefire.features._files.write_atomically`."""
+    write_atomically(path, lambda out: out.write(text.encode("utf-8")), temp=temp)
 
 
 def _jsonable(value: Any) -> Any:
