@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from statefire.frame import Counter, Feature
 
@@ -23,8 +22,9 @@ class Clock(Feature):
     Time flows without events, so the clock is not followed but read: a
     chart calls `refresh()` just before it reads the clock, and so does
     anyone wanting the current value. The elapsed time at the save is part
-    of the state dict, so after a resume the clock continues from the
-    checkpoint's time.
+    of the state dict (`elapsed_ms`, read at the save whether or not
+    anything read the clock since), so after a resume the clock continues
+    from the checkpoint's time.
 
     Args:
         name: the feature's name (default `clock`).
@@ -46,19 +46,18 @@ class Clock(Feature):
 
     category = "handlers"
 
-    seconds = Counter(doc="whole seconds since the clock started")
-    milliseconds = Counter(doc="whole milliseconds since the clock started")
+    # The counters show the time last read; what is saved is the time at the save.
+    seconds = Counter(doc="whole seconds since the clock started", persist=False)
+    milliseconds = Counter(doc="whole milliseconds since the clock started", persist=False)
+    extra_state: ClassVar[dict[str, str]] = {"elapsed_ms": "_stopwatch"}
 
     def __init__(self, *, name: str | None = None) -> None:
         super().__init__(name=name)
-        self._origin = time.perf_counter()
-
-    def _elapsed_ms(self) -> int:
-        return int((time.perf_counter() - self._origin) * 1000)
+        self._stopwatch = _Stopwatch(self)
 
     def refresh(self) -> int:
         """Set `seconds` and `milliseconds` to the time elapsed now; return the milliseconds."""
-        milliseconds = self._elapsed_ms()
+        milliseconds = self._stopwatch.elapsed_ms()
         if milliseconds != self.milliseconds:
             self.milliseconds = milliseconds
             seconds = milliseconds // 1000
@@ -66,12 +65,29 @@ class Clock(Feature):
                 self.seconds = seconds
         return milliseconds
 
-    def state_dict(self) -> dict[str, Any]:
-        """The time elapsed now (whether or not anything read the clock since)."""
-        milliseconds = self._elapsed_ms()
-        return {**super().state_dict(), "seconds": milliseconds // 1000, "milliseconds": milliseconds}
+    def check_state_dict(self, state_dict: dict[str, Any]) -> list[str]:
+        """A saved time must be a whole number of milliseconds, zero or more."""
+        elapsed = state_dict.get("elapsed_ms", 0)
+        if isinstance(elapsed, bool) or not isinstance(elapsed, int) or elapsed < 0:
+            return [f"{self.path}.elapsed_ms: expected whole milliseconds >= 0, found {elapsed!r}"]
+        return []
 
-    def _load(self, state_dict: Mapping[str, Any]) -> None:
-        super()._load(state_dict)
-        # Continue from the restored time, not from this process's start.
-        self._origin = time.perf_counter() - self.milliseconds / 1000
+
+class _Stopwatch:
+    """A clock's origin, saved as the milliseconds elapsed: a restore continues from them."""
+
+    __slots__ = ("clock", "origin")
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.origin = time.perf_counter()
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.origin) * 1000)
+
+    def state_dict(self) -> int:
+        return self.elapsed_ms()
+
+    def load_state_dict(self, milliseconds: int) -> None:
+        self.origin = time.perf_counter() - milliseconds / 1000
+        self.clock.refresh()  # inside the restore's silenced block: the counters show it, no event

@@ -19,7 +19,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from statefire.features import Accuracy, Clock, Engine, IgniteMetric, Loss, Metric, TensorBoard
-from statefire.frame import Params, State
+from statefire.frame import Params, State, StateDictError
 from statefire.plugins import EnginesMetricsCharts, EnginesMetricsComparisonCharts, HParams
 
 LAYOUT_TAG = "custom_scalars__config__"
@@ -379,13 +379,24 @@ def test_a_clock_continues_from_the_checkpoints_time(s):
     assert 20 <= clock.milliseconds < 1000 and clock.seconds == 0
     time.sleep(0.02)
     saved = s.state_dict()  # the time at the save, though nothing read the clock since
-    assert saved["handlers"]["clock"]["seconds"] == 0
-    assert saved["handlers"]["clock"]["milliseconds"] >= clock.milliseconds + 20
+    assert saved["handlers"]["clock"] == {"elapsed_ms": saved["handlers"]["clock"]["elapsed_ms"]}
+    assert saved["handlers"]["clock"]["elapsed_ms"] >= clock.milliseconds + 20
     with State() as other:
         restored = Clock()
-        other.load_state_dict({"handlers": {"clock": {"seconds": 61, "milliseconds": 61_500}}})
-        assert (restored.seconds, restored.milliseconds) == (61, 61_500)
+        seen = []
+        restored.milliseconds_ref.attach(seen.append)
+        other.load_state_dict({"handlers": {"clock": {"elapsed_ms": 61_500}}})
+        assert restored.seconds == 61 and 61_500 <= restored.milliseconds < 62_500
+        assert seen == []  # a restore is not an event
         assert 61_500 <= restored.refresh() < 62_500 and restored.seconds == 61
+
+
+def test_a_damaged_clock_time_is_refused_before_anything_is_restored(s):
+    clock = Clock()
+    for bad in (-1, 1.5, "61500", True):
+        with pytest.raises(StateDictError, match=r"handlers\.clock\.elapsed_ms: expected whole milliseconds"):
+            s.load_state_dict({"handlers": {"clock": {"elapsed_ms": bad}}})
+    assert clock.refresh() < 60_000
 
 
 def test_one_x_axis_gives_short_tags_and_both_plugins_share_one_layout(s, tmp_path):
