@@ -408,6 +408,12 @@ class Handle:
     def __wrapped__(self) -> Callable[..., Any] | None:
         return self.callback
 
+    # A bare `@ref.attach` binds the decorated name to its handle, which
+    # stands in for the function: called, named and inspected like it.
+    @property
+    def __name__(self) -> str:
+        return getattr(self.callback, "__name__", self.name)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the callback itself (no filter, no dispatch): a decorated name stays usable."""
         callback = self.callback

@@ -4,6 +4,7 @@ release hooks, decorators that keep the function, silent sets, collections, copy
 from __future__ import annotations
 
 import copy
+import inspect
 import pickle
 from typing import ClassVar
 
@@ -264,6 +265,8 @@ def test_bare_and_called_decorators_leave_a_usable_function(s):
         seen.append(("called", value))
 
     assert called.__name__ == "called" and callable(bare)
+    assert bare.__name__ == "bare"
+    assert str(inspect.signature(bare)) == "(value)"  # inspected as the function it stands for
     assert bare(7) == "called" and seen == [("bare", 7)]  # the decorated name still works as the function
     trainer.loss = 0.5
     assert seen[1:] == [("bare", 0.5), ("called", 0.5)]
