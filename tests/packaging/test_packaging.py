@@ -11,31 +11,21 @@ import venv
 import zipfile
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """A wheel built from the repository, with the build tools of this environment (no network)."""
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
-        check=True, capture_output=True, text=True, timeout=300,
-    )
-    (path,) = out.glob("statefire-*.whl")
-    return path
-
-
 def test_wheel_holds_only_the_statefire_package(wheel):
-    """The wheel's top level is `statefire/` and its dist-info: no frame/, features/, plugins/, tests/, docs/."""
+    """The wheel's top level is `statefire/`, its dist-info and the debugger's view of a feature:
+    no frame/, features/, plugins/, tests/, docs/."""
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names}
     dist_info = {top for top in tops if top.endswith(".dist-info")}
-    assert tops - dist_info == {"statefire"}, sorted(tops)
+    assert tops - dist_info == {"statefire", "pydevd_plugins"}, sorted(tops)
     assert {"statefire/frame/state.py", "statefire/features/engine.py", "statefire/plugins/cli.py"} <= set(names)
     assert not any(name.startswith(("statefire/tests", "statefire/examples", "statefire/docs")) for name in names)
+    # pydevd's extension folder holds one module and no __init__.py, so it never replaces pydevd's own package
+    extension = [name for name in names if name.startswith("pydevd_plugins/")]
+    assert extension == ["pydevd_plugins/extensions/pydevd_plugin_statefire.py"]
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "statefire = statefire.plugins.cli:main" in entry_points
 
