@@ -238,19 +238,7 @@ def _one_number(value: Any, metric: Metric) -> Any:
     )
 
 
-class _Mean(Metric):
-    """A metric whose result is a sum divided by a count: `accumulators` names the two, in that order."""
-
-    def reset(self) -> None:
-        for name in self.accumulators:
-            setattr(self, name, 0)
-
-    def compute(self) -> float | None:
-        total, count = (getattr(self, name) for name in self.accumulators)
-        return float(total) / count if count else None
-
-
-class Accuracy(_Mean):
+class Accuracy(Metric):
     """The fraction of correct predictions, from `(y_pred, y)`.
 
     `y_pred` holds class scores (`(N, C)`, argmax taken) or, with the same
@@ -263,8 +251,10 @@ class Accuracy(_Mean):
 
     accumulators = summed = ("n_correct", "n_total")
     higher_is_better = True
-    n_correct: Any  # a tensor after the first update: summed where the predictions are
-    n_total: int
+
+    def reset(self) -> None:
+        self.n_correct: Any = 0
+        self.n_total = 0
 
     def update(self, value: Any) -> None:
         y_pred, y = _pair(value, self)
@@ -290,8 +280,11 @@ class Accuracy(_Mean):
         self.n_correct = self.n_correct + (predicted == y).sum()  # stays a tensor: no sync per batch
         self.n_total += int(y.shape[0])
 
+    def compute(self) -> float | None:
+        return float(self.n_correct) / self.n_total if self.n_total else None
 
-class Loss(_Mean):
+
+class Loss(Metric):
     """The average of `loss_fn(y_pred, y)` over the samples seen (a mean-reducing loss)."""
 
     def __init__(
@@ -310,8 +303,10 @@ class Loss(_Mean):
 
     accumulators = summed = ("total", "n_total")
     higher_is_better = False
-    total: Any  # a tensor after the first update
-    n_total: int
+
+    def reset(self) -> None:
+        self.total: Any = 0.0
+        self.n_total = 0
 
     def update(self, value: Any) -> None:
         y_pred, y = _pair(value, self)
@@ -319,8 +314,11 @@ class Loss(_Mean):
         self.total = self.total + self.loss_fn(y_pred, y).detach() * n
         self.n_total += n
 
+    def compute(self) -> float | None:
+        return float(self.total) / self.n_total if self.n_total else None
 
-class AverageOutput(_Mean):
+
+class AverageOutput(Metric):
     """The mean of the input values (e.g. a trainer's loss) over the epoch.
 
     By default (`weighted=False`) every value counts once: the mean of the
@@ -346,8 +344,6 @@ class AverageOutput(_Mean):
     """
 
     accumulators = summed = ("total", "count")
-    total: Any  # a tensor once a tensor was added
-    count: int
 
     def __init__(
         self,
@@ -364,6 +360,10 @@ class AverageOutput(_Mean):
         self._size_type: type | None = None
         self._size: Any = 1
         super().__init__(engine=engine, input_ref=input_ref, name=name, mode=mode)
+
+    def reset(self) -> None:
+        self.total: Any = 0.0
+        self.count = 0
 
     def update(self, value: Any) -> None:
         if value.__class__ is not float and value.__class__ is not int:
@@ -385,6 +385,9 @@ class AverageOutput(_Mean):
             self._size_type = type(batch)
             self._size = _size_rule(batch)
         return self._size if isinstance(self._size, int) else self._size(batch)
+
+    def compute(self) -> float | None:
+        return float(self.total) / self.count if self.count else None
 
 
 class RunningAverage(Metric):
