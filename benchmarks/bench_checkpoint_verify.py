@@ -85,10 +85,14 @@ def checkpoint_part(mb: int, repeats: int) -> None:
         _report(rows, "torch.load (no check)")
 
 
+def _git(*args: str) -> str:
+    """The output of `git *args` in this repository (OSError or CalledProcessError when git cannot answer)."""
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout
+
+
 def _main_branch_engine() -> type | None:
     try:
-        source = subprocess.run(["git", "show", f"{BASE}:features/engine.py"], capture_output=True, text=True,
-                                check=True, cwd=Path(__file__).parent).stdout
+        source = _git("show", f"{BASE}:features/engine.py")
     except (OSError, subprocess.CalledProcessError):
         return None
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as file:
@@ -103,11 +107,7 @@ def _main_branch_engine() -> type | None:
     return module.Engine
 
 
-def engine_part(repeats: int) -> None:
-    old_engine = _main_branch_engine()
-    if old_engine is None:
-        print("b) skipped: the engine of --base cannot be read or imported")
-        return
+def engine_part(old_engine: type, repeats: int) -> None:
     n = 100_000
     print(f"b) engine loop, {n} iterations, no callback, {repeats} repeats")
     data = list(range(n))
@@ -126,15 +126,9 @@ def _main_branch_frame() -> object | None:
     root = Path(tempfile.mkdtemp()) / "_main_frame"
     root.mkdir()
     try:
-        names = subprocess.run(
-            ["git", "ls-tree", "--full-tree", "--name-only", BASE, "frame/"],
-            capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
-        ).stdout.split()
-        for name in names:
+        for name in _git("ls-tree", "--full-tree", "--name-only", BASE, "frame/").split():
             if name.endswith(".py"):
-                source = subprocess.run(["git", "show", f"{BASE}:{name}"], capture_output=True, text=True, check=True,
-                                        cwd=Path(__file__).parent).stdout
-                (root / Path(name).name).write_text(source)
+                (root / Path(name).name).write_text(_git("show", f"{BASE}:{name}"))
     except (OSError, subprocess.CalledProcessError):
         return None
     sys.path.insert(0, str(root.parent))
@@ -143,14 +137,10 @@ def _main_branch_frame() -> object | None:
     return _main_frame
 
 
-def dispatch_part(repeats: int) -> None:
+def dispatch_part(old_frame: object, repeats: int) -> None:
     """A set with one callback (and with ten): the `except AttributeError` clauses are on the hot path."""
     from statefire import frame as new_frame
 
-    old_frame = _main_branch_frame()
-    if old_frame is None:
-        print("c) skipped: the main branch's frame cannot be read with git")
-        return
     n = 200_000
     print(f"c) {n} sets of a state object with 1 and with 10 one-argument callbacks, {repeats} repeats")
     rows: dict[str, list[float]] = {}
@@ -192,8 +182,17 @@ def main() -> None:
     BASE = args.base
     torch.set_num_threads(1)
     checkpoint_part(args.mb, args.repeats)
-    engine_part(args.repeats * 2)
-    dispatch_part(args.repeats * 2)
+    # Parts b and c measure against the code of --base; without it they are skipped, said so.
+    old_engine = _main_branch_engine()
+    if old_engine is None:
+        print("b) skipped: the engine of --base cannot be read or imported")
+    else:
+        engine_part(old_engine, args.repeats * 2)
+    old_frame = _main_branch_frame()
+    if old_frame is None:
+        print("c) skipped: the main branch's frame cannot be read with git")
+    else:
+        dispatch_part(old_frame, args.repeats * 2)
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}")
 
 

@@ -26,8 +26,6 @@ This is a report, not a test.
 from __future__ import annotations
 
 import argparse
-import math
-import numbers
 import os
 import statistics
 import sys
@@ -40,30 +38,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from ignite.utils import apply_to_type
 
 from statefire.features import Engine, SupervisedTrainer, TerminateOnNan
 from statefire.features.checkpoint import _gather_process_states
 from statefire.features.distributed import process_group
+from statefire.features.handlers import _all_finite
 from statefire.frame import State
 
 
 class TerminateOnNanAlone(TerminateOnNan):
-    """`TerminateOnNan` as it was before it learnt to agree: the same check, no process group look-up."""
+    """`TerminateOnNan` as it was before it learnt to agree: the same finiteness check, no process group look-up."""
 
     def check(self, value) -> None:
-        finite = [True]
-
-        def look(x):
-            if isinstance(x, torch.Tensor):
-                if x.is_floating_point() or x.is_complex():
-                    finite[0] &= bool(torch.isfinite(x).all())
-            elif not math.isfinite(abs(x)):
-                finite[0] = False
-            return x
-
-        apply_to_type(value, (numbers.Number, torch.Tensor), look)
-        if not finite[0]:
+        if not _all_finite(value):
             self.terminated_at = self.engine.n_iteration_started
             self.engine.terminate()
 

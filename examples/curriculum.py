@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from statefire.features import Checkpoint, Component, ScalarChart, SupervisedEvaluator, SupervisedTrainer, TensorBoard
@@ -33,11 +34,10 @@ out_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/curriculum")
 N_EPOCHS, RAISE_EVERY, STEP = 10, 2, 0.15
 torch.set_num_threads(1)  # a model this small trains fastest on one thread
 
-digits = load_digits()
-order = torch.randperm(len(digits.target), generator=torch.Generator().manual_seed(0))
-x = torch.tensor(digits.data, dtype=torch.float32)[order] / 16.0
-y = torch.tensor(digits.target)[order]
-n_train = int(0.8 * len(y))
+pixels, labels = load_digits(return_X_y=True)
+x_train, x_val, y_train, y_val = train_test_split(
+    torch.tensor(pixels, dtype=torch.float32) / 16.0, torch.tensor(labels), test_size=0.2, random_state=0
+)
 
 
 class NoisyDigits(Dataset):
@@ -68,9 +68,9 @@ class Crash(Exception):
 def build(run_dir):
     """Every feature of the experiment, in the current State; returns the trainer and the model."""
     torch.manual_seed(0)
-    train_set = NoisyDigits(x[:n_train], y[:n_train], strength=0.0, seed=1)
+    train_set = NoisyDigits(x_train, y_train, strength=0.0, seed=1)
     train_loader = DataLoader(train_set, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(2))
-    val_loader = DataLoader(TensorDataset(x[n_train:], y[n_train:]), batch_size=512)
+    val_loader = DataLoader(TensorDataset(x_val, y_val), batch_size=512)
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     loss_fn = torch.nn.functional.cross_entropy

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
 from statefire.features import Accuracy, Engine, Loss, Metric, SupervisedEvaluator, SupervisedTrainer
@@ -35,15 +36,14 @@ from statefire.frame import Counter, Feature, Ref, StateObject, state
 torch.manual_seed(0)
 torch.set_num_threads(1)  # a model this small trains faster on one thread
 
-digits = load_digits()
-order = torch.randperm(len(digits.target), generator=torch.Generator().manual_seed(0))
-x = torch.tensor(digits.data, dtype=torch.float32)[order] / 16.0
-y = torch.tensor(digits.target)[order]
-n_train = int(0.8 * len(y))
+pixels, labels = load_digits(return_X_y=True)
+x_train, x_val, y_train, y_val = train_test_split(
+    torch.tensor(pixels, dtype=torch.float32) / 16.0, torch.tensor(labels), test_size=0.2, random_state=0
+)
 loaders = {
-    "train": DataLoader(TensorDataset(x[:n_train], y[:n_train]), batch_size=64, shuffle=True,
+    "train": DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True,
                         generator=torch.Generator().manual_seed(0)),
-    "valid": DataLoader(TensorDataset(x[n_train:], y[n_train:]), batch_size=120),
+    "valid": DataLoader(TensorDataset(x_val, y_val), batch_size=120),
 }
 model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
 loss_fn = torch.nn.functional.cross_entropy

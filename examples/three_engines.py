@@ -17,6 +17,7 @@ import sys
 
 import torch
 from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
 from statefire.features import Accuracy, Loss, SupervisedEvaluator, SupervisedTrainer, TensorBoard
@@ -30,13 +31,11 @@ torch.set_num_threads(1)  # a model this small trains fastest on one thread
 
 # Data: 1797 digits, 64 pixels each, shuffled and split 80/20; the
 # cross-validation set is 200 of the training samples.
-digits = load_digits()
-order = torch.randperm(len(digits.target), generator=torch.Generator().manual_seed(hp.seed))
-x = torch.tensor(digits.data, dtype=torch.float32)[order] / 16.0
-y = torch.tensor(digits.target)[order]
-n_train = int(0.8 * len(y))
-x_train, x_val, y_train, y_val = x[:n_train], x[n_train:], y[:n_train], y[n_train:]
-subset = torch.randperm(n_train, generator=torch.Generator().manual_seed(hp.seed))[:200]
+pixels, labels = load_digits(return_X_y=True)
+x_train, x_val, y_train, y_val = train_test_split(
+    torch.tensor(pixels, dtype=torch.float32) / 16.0, torch.tensor(labels), test_size=0.2, random_state=hp.seed
+)
+subset = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(hp.seed))[:200]
 train_loader = DataLoader(TensorDataset(x_train, y_train), batch_size=hp.batch_size, shuffle=True,
                           generator=torch.Generator().manual_seed(hp.seed))
 cv_loader = DataLoader(TensorDataset(x_train[subset], y_train[subset]), batch_size=200)

@@ -205,24 +205,29 @@ class TerminateOnNan(Feature):
 
     def check(self, value: Any) -> None:
         """Terminate the engine if `value` holds a non-finite number."""
-        finite = [True]
-
-        def look(x: Any) -> Any:
-            if isinstance(x, torch.Tensor):
-                if x.is_floating_point() or x.is_complex():
-                    finite[0] &= bool(torch.isfinite(x).all())
-            elif not math.isfinite(abs(x)):
-                finite[0] = False
-            return x
-
-        apply_to_type(value, (numbers.Number, torch.Tensor), look)
-        stop = not finite[0]
+        stop = not _all_finite(value)
         group = process_group()
         if group is not None:  # every process stops at the same iteration, or none does
             stop = _any_over(group, stop)
         if stop:
             self.terminated_at = self.engine.n_iteration_started
             self.engine.terminate()
+
+
+def _all_finite(value: Any) -> bool:
+    """Whether every number in `value` (a number, a tensor, or a collection of them, as ignite walks it) is finite."""
+    finite = [True]
+
+    def look(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            if x.is_floating_point() or x.is_complex():
+                finite[0] &= bool(torch.isfinite(x).all())
+        elif not math.isfinite(abs(x)):
+            finite[0] = False
+        return x
+
+    apply_to_type(value, (numbers.Number, torch.Tensor), look)
+    return finite[0]
 
 
 class LRScheduler(Feature):

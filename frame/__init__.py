@@ -13,23 +13,12 @@ sets values itself). Features and plugins check their arguments with the
 validators of `check` and name classes with `snake_case`.
 """
 
-from . import check
+from . import check, errors
 from ._lazy import lazy_exports
 from ._names import did_you_mean, snake_case
 from ._render import summarize
 from .dispatch import MAX_DEPTH, Filter, FilterProgress, Handle, wiring
-from .errors import (
-    CallbackSignatureError,
-    CopyError,
-    CounterTypeError,
-    CounterValueError,
-    CycleError,
-    DepthError,
-    FrameError,
-    NameConflictError,
-    StateDictError,
-    UnknownNameError,
-)
+from .errors import *  # noqa: F403  (every error class; errors.__all__ lists them once)
 from .feature import Feature, Observable, Params
 from .objects import Counter, Param, StateObject
 from .refs import FilteredRef, Ref, RefLike, as_ref
@@ -59,14 +48,5 @@ __all__ = [
     "snake_case",
     "check",
     "lazy_exports",
-    "FrameError",
-    "CycleError",
-    "DepthError",
-    "StateDictError",
-    "NameConflictError",
-    "UnknownNameError",
-    "CallbackSignatureError",
-    "CounterTypeError",
-    "CounterValueError",
-    "CopyError",
 ]
+__all__ += errors.__all__  # every error class, listed once where they are defined

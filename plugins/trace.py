@@ -10,6 +10,7 @@ and summarizes the time spent per callback.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import threading
@@ -24,6 +25,7 @@ __all__ = ["EventTrace", "TraceRecord", "SummaryRow", "TraceSummary"]
 _FUNCTION_PREFIX = "fn:"
 
 
+@dataclasses.dataclass(slots=True, eq=False, repr=False)  # one per span: slots keep the buffer small
 class TraceRecord:
     """One recorded span: an event (a set) or a callback it ran.
 
@@ -38,23 +40,18 @@ class TraceRecord:
         start_ns, end_ns: `time.perf_counter_ns()` at entry and exit.
     """
 
-    __slots__ = ("kind", "name", "ref", "value", "depth", "parent", "thread", "start_ns", "end_ns",
-                 "setter", "key", "_trace")  # fmt: skip
-
-    def __init__(self, kind: str, name: str, ref: str, value: str | None, depth: int,
-                 parent: TraceRecord | None, thread: int, trace: EventTrace) -> None:
-        self.kind = kind
-        self.name = name
-        self.ref = ref
-        self.value = value
-        self.depth = depth
-        self.parent = parent
-        self.thread = thread
-        self.setter: str | None = None  # callbacks: the graph node of the callback's owner
-        self.key: tuple[str, str] | None = None
-        self._trace = trace
-        self.start_ns = time.perf_counter_ns()
-        self.end_ns = -1
+    kind: str
+    name: str
+    ref: str
+    value: str | None
+    depth: int
+    parent: TraceRecord | None
+    thread: int
+    _trace: EventTrace
+    setter: str | None = dataclasses.field(init=False, default=None)  # callbacks: the graph node of their owner
+    key: tuple[str, str] | None = dataclasses.field(init=False, default=None)
+    start_ns: int = dataclasses.field(init=False, default_factory=time.perf_counter_ns)  # last: at the entry itself
+    end_ns: int = dataclasses.field(init=False, default=-1)
 
     @property
     def duration_s(self) -> float:

@@ -339,6 +339,7 @@ class _NodeArtifacts(Feature):
         return self.root / kind / self.folder
 
 
+@dataclasses.dataclass(eq=False, repr=False)  # a node is itself, not its fields: hashable by identity
 class TreeNode:
     """A node of an `ExperimentTree`: a state, the recipe that made it from its parent's, its record.
 
@@ -373,34 +374,25 @@ class TreeNode:
         ('root/raise_level(by=2)/raise_level(by=3)', 2, 'completed', 5)
     """
 
-    def __init__(
-        self,
-        tree: ExperimentTree,
-        id: str,
-        *,
-        recipe: str,
-        name: str,
-        kwargs: dict[str, Any],
-        parent: TreeNode | None,
-        path: str,
-        depth: int,
-    ) -> None:
-        self.tree = tree
-        self.id = id
-        self.recipe = recipe
-        self.name = name
-        self.kwargs = kwargs
-        self.parent = parent
-        self.children: list[TreeNode] = []
-        self.path = path
-        self.depth = depth
-        self.status = PENDING
-        self.metrics: dict[str, float] = {}
-        self.duration: float | None = None
-        self.error: str | None = None
-        self.traceback: str | None = None
-        self.finished: str | None = None
-        self._function: Callable[..., Any] | None = None  # the recipe, when made by then() in this process
+    tree: ExperimentTree
+    id: str
+    _: dataclasses.KW_ONLY
+    recipe: str
+    name: str
+    kwargs: dict[str, Any]
+    parent: TreeNode | None
+    path: str
+    depth: int
+    # What running the node finds out: set by the tree, not by whoever makes the node.
+    children: list[TreeNode] = dataclasses.field(init=False, default_factory=list)
+    status: str = dataclasses.field(init=False, default=PENDING)
+    metrics: dict[str, float] = dataclasses.field(init=False, default_factory=dict)
+    duration: float | None = dataclasses.field(init=False, default=None)
+    error: str | None = dataclasses.field(init=False, default=None)
+    traceback: str | None = dataclasses.field(init=False, default=None)
+    finished: str | None = dataclasses.field(init=False, default=None)
+    # the recipe, when made by then() in this process
+    _function: Callable[..., Any] | None = dataclasses.field(init=False, default=None)
 
     @property
     def short_id(self) -> str:

@@ -5,20 +5,14 @@ from __future__ import annotations
 import gc
 import weakref
 
+from helpers import Listener
+
 from statefire.frame import Feature, StateObject
 
 
 class Source(Feature):
     category = "sources"
     x = StateObject(0)
-
-
-class Listener:
-    def __init__(self):
-        self.seen = []
-
-    def on(self, value):
-        self.seen.append(value)
 
 
 class ListenerFeature(Feature):

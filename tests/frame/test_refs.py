@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import pytest
+from helpers import Listener
 
 from statefire.frame import (
     CallbackSignatureError,
@@ -263,20 +264,9 @@ def test_callable_objects_and_partials_follow_the_convention(s):
 def test_bound_method_follows_the_convention(s):
     """Bound methods: `self` does not count; zero or one remaining argument."""
     t = Trainer()
-
-    class Listener:
-        def __init__(self):
-            self.seen = []
-
-        def with_value(self, value):
-            self.seen.append(value)
-
-        def without(self):
-            self.seen.append("no value")
-
     listener = Listener()
-    t.output_ref.attach(listener.with_value)
-    t.output_ref.attach(listener.without)
+    t.output_ref.attach(listener.on)
+    t.output_ref.attach(listener.on_without_value)
     t.output = 1
     assert listener.seen == [1, "no value"]
 
@@ -321,13 +311,13 @@ def test_handle_owner_is_bound_self_or_given_owner(s):
     """`handle.callback_owner` is a bound method's object, or `owner=`."""
     a, b = Trainer(name="a"), Trainer(name="b")
 
-    class Listener(Feature):
+    class ListenerFeature(Feature):
         category = "handlers"
 
         def on(self):
             pass
 
-    listener = Listener()
+    listener = ListenerFeature()
     assert a.output_ref.attach(listener.on).callback_owner is listener
     assert a.output_ref.attach(print, owner=b).callback_owner is b
     assert a.output_ref.attach(print).callback_owner is None
