@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import sysconfig
 import textwrap
 import time
-import venv
 from pathlib import Path
 from typing import Any
 
@@ -90,25 +88,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def installed(wheel, tmp_path) -> Path:
-    """A fresh environment's python with statefire from the wheel; torch and debugpy come from this one's."""
-    env_dir = tmp_path / "env"
-    venv.create(env_dir, with_pip=False)
-    python = env_dir / "bin" / "python"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)],
-        check=True, capture_output=True, text=True, timeout=300,
-    )
+def with_dependencies(installed) -> Path:
+    """The fresh environment's python; torch and debugpy come from this environment's."""
     purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        [str(installed), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True, capture_output=True, text=True,
     ).stdout.strip()
     # A path line (not this environment's .pth files): its editable statefire stays out of sight.
     (Path(purelib) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    return python
+    return installed
 
 
-def test_the_debuggers_variables_pane_leads_with_a_features_values(installed, tmp_path):
+def test_the_debuggers_variables_pane_leads_with_a_features_values(with_dependencies, tmp_path):
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(
         """
@@ -124,7 +115,7 @@ def test_the_debuggers_variables_pane_leads_with_a_features_values(installed, tm
     ))
     port = _free_port()
     debuggee = subprocess.Popen(
-        [str(installed), "-Xfrozen_modules=off", "-m", "debugpy", "--listen", f"127.0.0.1:{port}",
+        [str(with_dependencies), "-Xfrozen_modules=off", "-m", "debugpy", "--listen", f"127.0.0.1:{port}",
          "--wait-for-client", str(script)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
