@@ -60,6 +60,12 @@ def _device_type(device: Any, module: torch.nn.Module) -> str:
     return "cpu"
 
 
+def _forward_context(engine: _Supervised, module: torch.nn.Module) -> Any:
+    """What the forward pass runs in: autocast with amp, else nothing."""
+    autocast = engine._autocast
+    return contextlib.nullcontext() if autocast is None else autocast(engine.device, module)
+
+
 class _Supervised:
     """The attributes `_setup` gives a supervised trainer and evaluator, declared for type checkers."""
 
@@ -70,7 +76,7 @@ class _Supervised:
     non_blocking: bool
     prepare_batch: Callable[..., tuple[Any, Any]]
     output_transform: Any
-    _autocast: Callable[[Any, torch.nn.Module], Any]
+    _autocast: Callable[[Any, torch.nn.Module], Any] | None
 
 
 def _setup(
@@ -83,7 +89,10 @@ def _setup(
     amp_mode: str | None,
 ) -> None:
     """What a supervised trainer and evaluator share: the model component, the device, the step's helpers."""
-    engine._autocast = _amp_context(amp_mode, f"engine {engine.name!r}")
+    autocast = _amp_context(amp_mode, f"engine {engine.name!r}")
+    # None without amp: the step then calls the model directly, not inside a no-op context
+    # (a lambda, a nullcontext and its two methods: four Python calls per iteration).
+    engine._autocast = None if amp_mode is None else autocast
     engine.amp_mode = amp_mode
     engine.model = Model.of(model)
     if device is not None:
@@ -209,22 +218,33 @@ class SupervisedTrainer(Engine, _Supervised):
             # Every iteration, as ignite: a callback may have switched the model to eval
             # mode (sampling, a hand-made validation) and not back. One attribute read.
             module.train()
-        optimizer = self.optimizer.optimizer
         steps = self.gradient_accumulation_steps
         position = self.epoch_iteration  # iterations of this epoch before this one
         if self._learned_at == self.n_iteration_started:
             return self._retried_output(batch, module)
         if position % steps == 0:
-            optimizer.zero_grad()
-        x, y = self.prepare_batch(batch, self.device, self.non_blocking)
-        with self._autocast(self.device, module):
+            self.optimizer.optimizer.zero_grad()
+        if self.device is None and self.prepare_batch is prepare_batch:
+            try:  # the default prepare_batch without a device only splits the pair: no call for it
+                x, y = batch
+            except (TypeError, ValueError):
+                x, y = prepare_batch(batch)  # raises its clear error
+        else:
+            x, y = self.prepare_batch(batch, self.device, self.non_blocking)
+        autocast = self._autocast
+        if autocast is None:
             y_pred = module(x)
             loss = self.loss_fn(y_pred, y)
+        else:
+            with autocast(self.device, module):
+                y_pred = module(x)
+                loss = self.loss_fn(y_pred, y)
         scaled = loss / steps if steps > 1 else loss
-        if self.scaler is None:
+        scaler = self.scaler
+        if scaler is None:
             scaled.backward()
         else:
-            self.scaler.scale(scaled).backward()
+            scaler.scale(scaled).backward()
         if (position + 1) % steps == 0:
             self._optimizer_step()
         # This batch has been learned from: if what follows raises (output_transform), the
@@ -237,7 +257,7 @@ class SupervisedTrainer(Engine, _Supervised):
     def _retried_output(self, batch: Any, module: torch.nn.Module) -> Any:
         """The output of an iteration retried after its step ran: the forward pass again, no learning."""
         x, y = self.prepare_batch(batch, self.device, self.non_blocking)
-        with torch.no_grad(), self._autocast(self.device, module):
+        with torch.no_grad(), _forward_context(self, module):
             y_pred = module(x)
             loss = self.loss_fn(y_pred, y)
         if self.output_transform is not None:
@@ -484,10 +504,20 @@ class SupervisedEvaluator(Engine, _Supervised):
             module.train(was_training)
 
     def _step(self, batch: Any) -> Any:
-        x, y = self.prepare_batch(batch, self.device, self.non_blocking)
+        if self.device is None and self.prepare_batch is prepare_batch:
+            try:  # the default prepare_batch without a device only splits the pair: no call for it
+                x, y = batch
+            except (TypeError, ValueError):
+                x, y = prepare_batch(batch)  # raises its clear error
+        else:
+            x, y = self.prepare_batch(batch, self.device, self.non_blocking)
         module = self.model.module
-        with self._autocast(self.device, module):
+        autocast = self._autocast
+        if autocast is None:
             y_pred = module(x)
+        else:
+            with autocast(self.device, module):
+                y_pred = module(x)
         if self.output_transform is not None:
             return self.output_transform(x, y, y_pred)
         return y_pred, y
