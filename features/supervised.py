@@ -209,6 +209,13 @@ class SupervisedTrainer(Engine, _Supervised):
         self.clip_grad_norm = clip_grad_norm
         self.clip_grad_value = clip_grad_value
         self._learned_at = 0  # the n_iteration_started whose batch was last backpropagated (and stepped)
+        # The last loss, graph and all, until the next iteration's forward pass has run: as long
+        # as a hand-written loop's `loss` variable lives. Its backward pass freed the saved
+        # tensors; what stays are the graph's nodes, among them the parameters' gradient
+        # accumulators, which the next forward pass then reuses instead of building anew
+        # (about 8000 instructions, some 4 us, of a 480 us quickstart iteration). Dropped
+        # when a run ends.
+        self._last_loss: torch.Tensor | None = None
         if run_on is not None:
             self.follow(run_on)
 
@@ -239,6 +246,14 @@ class SupervisedTrainer(Engine, _Supervised):
             with autocast(self.device, module):
                 y_pred = module(x)
                 loss = self.loss_fn(y_pred, y)
+        # Objects are let go where a hand-written `loss = loss_fn(model(x), y)` lets them go: the
+        # previous loss's graph now, the prediction now unless output_transform wants it. Held
+        # through the backward pass and the step, they change how their buffers are allocated
+        # (more malloc work per iteration than the loop's).
+        self._last_loss = loss
+        output_transform = self.output_transform
+        if output_transform is None:
+            y_pred = None
         scaled = loss / steps if steps > 1 else loss
         scaler = self.scaler
         if scaler is None:
@@ -250,9 +265,16 @@ class SupervisedTrainer(Engine, _Supervised):
         # This batch has been learned from: if what follows raises (output_transform), the
         # retry of this iteration must not backpropagate or step again.
         self._learned_at = self.n_iteration_started
-        if self.output_transform is not None:
-            return self.output_transform(x, y, y_pred, loss)
+        if output_transform is not None:
+            return output_transform(x, y, y_pred, loss)
         return loss.detach()
+
+    def run(self, *args: Any, **kwargs: Any) -> Engine:
+        """`Engine.run`; the loss kept for the next iteration is let go when the run ends."""
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            self._last_loss = None  # between runs, no graph is held
 
     def _retried_output(self, batch: Any, module: torch.nn.Module) -> Any:
         """The output of an iteration retried after its step ran: the forward pass again, no learning."""
