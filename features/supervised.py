@@ -227,10 +227,12 @@ class SupervisedTrainer(Engine, _Supervised):
             module.train()
         steps = self.gradient_accumulation_steps
         position = self.epoch_iteration  # iterations of this epoch before this one
-        if self._learned_at == self.n_iteration_started:
+        number = self.n_iteration_started
+        if self._learned_at == number:
             return self._retried_output(batch, module)
+        optimizer = self.optimizer.optimizer
         if position % steps == 0:
-            self.optimizer.optimizer.zero_grad()
+            optimizer.zero_grad()
         if self.device is None and self.prepare_batch is prepare_batch:
             try:  # the default prepare_batch without a device only splits the pair: no call for it
                 x, y = batch
@@ -250,10 +252,10 @@ class SupervisedTrainer(Engine, _Supervised):
         # previous loss's graph now, the prediction now unless output_transform wants it. Held
         # through the backward pass and the step, they change how their buffers are allocated
         # (more malloc work per iteration than the loop's).
-        self._last_loss = loss
         output_transform = self.output_transform
         if output_transform is None:
             y_pred = None
+        self._last_loss = loss
         scaled = loss / steps if steps > 1 else loss
         scaler = self.scaler
         if scaler is None:
@@ -261,10 +263,13 @@ class SupervisedTrainer(Engine, _Supervised):
         else:
             scaler.scale(scaled).backward()
         if (position + 1) % steps == 0:
-            self._optimizer_step()
+            if scaler is None and self._clip is None:
+                optimizer.step()  # all `_optimizer_step` does here, without a call per iteration
+            else:
+                self._optimizer_step()
         # This batch has been learned from: if what follows raises (output_transform), the
         # retry of this iteration must not backpropagate or step again.
-        self._learned_at = self.n_iteration_started
+        self._learned_at = number
         if output_transform is not None:
             return output_transform(x, y, y_pred, loss)
         return loss.detach()
