@@ -611,6 +611,16 @@ def _epoch_sampler(data: Any) -> Any:
     return None
 
 
+def _first_dimension(batch: Any) -> int:
+    # `shape[0]`, not `len()`: the same number, but a tensor's `__len__` is Python code
+    # (a torch-function check, `dim()`, a tracing check) run at every iteration.
+    return batch.shape[0]
+
+
+def _first_dimension_of_first(batch: Any) -> int:
+    return batch[0].shape[0]
+
+
 def _size_rule(batch: Any) -> int | Callable[[Any], int]:
     """How to read the size of batches of this type: a constant, or a function.
 
@@ -618,13 +628,13 @@ def _size_rule(batch: Any) -> int | Callable[[Any], int]:
     or of the first value of a mapping; 1 for anything else (a scalar).
     """
     if hasattr(batch, "shape") and hasattr(batch, "dtype"):
-        return len if len(batch.shape) else 1
+        return _first_dimension if len(batch.shape) else 1
     if isinstance(batch, (list, tuple)) and batch:
         inner = _size_rule(batch[0])
         if isinstance(inner, int):
             return inner
-        if inner is len:
-            return lambda b: len(b[0])
+        if inner is _first_dimension:
+            return _first_dimension_of_first
         nested = inner
         return lambda b: nested(b[0])
     if isinstance(batch, Mapping) and batch:

@@ -286,6 +286,9 @@ def _takes_value(fn: Callable[..., Any]) -> bool:
     with none gets nothing. Callables without a readable signature (many
     builtins) get the value.
     """
+    known = _takes_value_from_code(fn)
+    if known is not None:
+        return known
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -305,6 +308,34 @@ def _takes_value(fn: Callable[..., Any]) -> bool:
         return True
     # `*args` accepts the value: builtins such as print expose `(*args, ...)`.
     return any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
+
+
+def _takes_value_from_code(fn: Callable[..., Any]) -> bool | None:
+    """`_takes_value` of a plain function or bound method, read from its code object; None
+    for anything else and for signatures it refuses (then `inspect.signature` decides).
+
+    The same answer at a fraction of the cost: every feature attaches a few callbacks, and
+    `inspect.signature` was a third of setting up an engine with its metrics.
+    """
+    bound = type(fn) is types.MethodType
+    func = fn.__func__ if bound else fn  # type: ignore[attr-defined]
+    if type(func) is not types.FunctionType or "__wrapped__" in func.__dict__ or "__signature__" in func.__dict__:
+        return None
+    code = func.__code__
+    n_positional = code.co_argcount
+    varargs = bool(code.co_flags & inspect.CO_VARARGS)
+    keyword_only = code.co_varnames[n_positional : n_positional + code.co_kwonlyargcount]
+    keyword_defaults = func.__kwdefaults__ or {}
+    if any(name not in keyword_defaults for name in keyword_only):
+        return None
+    required = n_positional - len(func.__defaults__ or ())
+    if bound:
+        if n_positional == 0:
+            return True if varargs else None  # `*args` takes the object and the value
+        required = max(required - 1, 0)
+    if required > 1:
+        return None
+    return required == 1 or varargs
 
 
 def _callable_name(fn: Any) -> str:

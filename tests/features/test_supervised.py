@@ -202,6 +202,31 @@ def test_a_batch_that_is_not_a_pair_gets_a_clear_error(s):
         trainer.run()
 
 
+def test_a_trainer_holds_at_most_the_last_loss_and_none_after_its_run(s, digits):
+    """Each loss (graph and all) lives until the next iteration's forward pass, as a hand-written
+    loop's `loss` variable does, never longer; when the run ends, none is held."""
+    import gc
+    import weakref
+
+    x, y, *_ = digits
+    losses: list = []
+
+    def keep_a_weak_reference(x, y, y_pred, loss):
+        losses.append(weakref.ref(loss))
+        return loss.detach().item()
+
+    model = mlp()
+    trainer = SupervisedTrainer(model, torch.optim.SGD(model.parameters(), lr=0.05), torch.nn.functional.cross_entropy,
+                                [(x[i:i + 50], y[i:i + 50]) for i in range(0, 300, 50)], n_epochs=2,
+                                output_transform=keep_a_weak_reference)
+    alive: list = []
+    trainer.n_iteration_completed_ref.attach(lambda: alive.append(sum(ref() is not None for ref in losses)))
+    trainer.run()
+    gc.collect()
+    assert len(losses) == 12 and max(alive) <= 1  # at most the iteration's own loss: the previous ones let go
+    assert all(ref() is None for ref in losses)  # the run is over: nothing held
+
+
 def test_same_losses_and_weights_as_ignite(digits):
     """Same model, data and seed: ignite's supervised trainer and statefire's agree exactly."""
     from ignite.engine import Events, create_supervised_trainer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import types
 
 import pytest
 from helpers import Listener
@@ -335,3 +336,55 @@ def test_as_ref_accepts_refs_and_names_what_to_pass(s):
         as_ref(3, "run_on")
     with pytest.raises(TypeError, match=r"a feature was given: pass one of its refs"):
         as_ref(t, "trigger")
+
+
+def _forms_of_callbacks() -> list:
+    """Plain functions and bound methods in every parameter layout, and what they wrap."""
+
+    class Listener:
+        def none(self): ...
+        def one(self, value): ...
+        def two(self, value, other): ...
+        def defaulted(self, value=1): ...
+        def star(self, *args): ...
+        def keyword(self, *, key): ...
+        def keyword_defaulted(self, value, *, key=1): ...
+
+        @classmethod
+        def klass(cls, value): ...
+
+    def star_first(*args, value=1): ...
+    def positional_only(value, /): ...
+    def two_positional_only(value, other, /): ...
+
+    @functools.wraps(positional_only)
+    def wrapper(*args, **kwargs): ...
+
+    listener = Listener()
+    names = ("none", "one", "two", "defaulted", "star", "keyword", "keyword_defaulted")
+    methods = [getattr(listener, name) for name in names]
+    return [
+        lambda: None, lambda v: None, lambda v, w: None, lambda v, w=1: None, lambda v=1: None, lambda **kw: None,
+        lambda *a: None, lambda *a, **kw: None, lambda *, k: None, star_first, positional_only, two_positional_only,
+        wrapper, *methods, Listener.klass, functools.partial(lambda a, b: None, 1), print,
+        types.MethodType(lambda: None, listener), types.MethodType(lambda *a: None, listener),
+    ]
+
+
+def test_callback_convention_read_from_code_agrees_with_inspect(monkeypatch):
+    """Plain functions and methods are read from their code object (inspect.signature is slow):
+    for every layout the answer, or the refusal, is the one inspect.signature gives."""
+    from statefire.frame import dispatch
+
+    def convention(fn) -> object:
+        try:
+            return dispatch._takes_value(fn)
+        except CallbackSignatureError:
+            return "refused"
+
+    forms = _forms_of_callbacks()
+    from_code = [convention(fn) for fn in forms]
+    monkeypatch.setattr(dispatch, "_takes_value_from_code", lambda fn: None)
+    from_inspect = [convention(fn) for fn in forms]
+    assert from_code == from_inspect
+    assert from_code.count("refused") == 5 and True in from_code and False in from_code
