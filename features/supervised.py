@@ -233,13 +233,7 @@ class SupervisedTrainer(Engine, _Supervised):
         optimizer = self.optimizer.optimizer
         if position % steps == 0:
             optimizer.zero_grad()
-        if self.device is None and self.prepare_batch is prepare_batch:
-            try:  # the default prepare_batch without a device only splits the pair: no call for it
-                x, y = batch
-            except (TypeError, ValueError):
-                x, y = prepare_batch(batch)  # raises its clear error
-        else:
-            x, y = self.prepare_batch(batch, self.device, self.non_blocking)
+        x, y = self.prepare_batch(batch, self.device, self.non_blocking)
         autocast = self._autocast
         if autocast is None:
             y_pred = module(x)
@@ -531,13 +525,7 @@ class SupervisedEvaluator(Engine, _Supervised):
             module.train(was_training)
 
     def _step(self, batch: Any) -> Any:
-        if self.device is None and self.prepare_batch is prepare_batch:
-            try:  # the default prepare_batch without a device only splits the pair: no call for it
-                x, y = batch
-            except (TypeError, ValueError):
-                x, y = prepare_batch(batch)  # raises its clear error
-        else:
-            x, y = self.prepare_batch(batch, self.device, self.non_blocking)
+        x, y = self.prepare_batch(batch, self.device, self.non_blocking)
         module = self.model.module
         autocast = self._autocast
         if autocast is None:
