@@ -106,9 +106,19 @@ def test_the_debuggers_variables_pane_leads_with_a_features_values(with_dependen
         import statefire.frame
         from statefire.features import Engine
 
+
+        class Sensor(statefire.frame.Feature):
+            reading = statefire.frame.StateObject(0.5)
+
+            @property
+            def calibration(self):
+                raise RuntimeError("not calibrated")
+
+
         with statefire.frame.State():
             trainer = Engine("trainer", lambda engine, batch: 2 * batch, data=[1, 2, 3], n_epochs=2)
             trainer.run()
+            sensor = Sensor()
             assert statefire.frame.__file__.startswith(__import__("sys").prefix)  # the wheel's copy
             breakpoint()
         """
@@ -131,8 +141,9 @@ def test_the_debuggers_variables_pane_leads_with_a_features_values(with_dependen
         frame = editor.request("stackTrace", threadId=thread)["stackFrames"][0]["id"]
         scopes = editor.request("scopes", frameId=frame)["scopes"]
         local = next(scope for scope in scopes if scope["name"] == "Locals")
-        trainer = next(v for v in editor.variables(local["variablesReference"]) if v["name"] == "trainer")
-        rows = editor.variables(trainer["variablesReference"])
+        found = {v["name"]: v for v in editor.variables(local["variablesReference"])}
+        rows = editor.variables(found["trainer"]["variablesReference"])
+        sensor_rows = editor.variables(found["sensor"]["variablesReference"])
         editor.request("disconnect", terminateDebuggee=True)
     finally:
         try:
@@ -150,3 +161,7 @@ def test_the_debuggers_variables_pane_leads_with_a_features_values(with_dependen
     assert "n_samples" in values["refs"] and "Ref engines.trainer.n_samples" in values["refs"]
     # evaluating what the pane shows gives the engine's own objects back
     assert next(row for row in rows if row["name"] == "refs")["evaluateName"] == "trainer.refs"
+    # any feature class; a property that raises shows its error in its row, the rest of the view stays
+    sensor = {row["name"]: row["value"] for row in sensor_rows if row["name"] not in GROUPS}
+    assert next(iter(sensor)) == "reading" and sensor["reading"] == "0.5"
+    assert "not calibrated" in sensor["calibration"] and list(sensor)[-1] == "refs"
