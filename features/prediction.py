@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .engine import _order_generator
-from .supervised import _amp_context
+from .supervised import _amp_context, _forward_context
 
 __all__ = ["predict"]
 
@@ -79,7 +79,7 @@ def predict(
                         x = x.to(device, non_blocking=non_blocking)
                 else:
                     x = prepare_batch(batch, device, non_blocking)[0]
-                with autocast(device, module):
+                with _forward_context(autocast, device, module):
                     outputs.append(module(x))
     finally:
         for submodule, training in modes:

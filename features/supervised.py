@@ -41,14 +41,20 @@ def prepare_batch(batch: Any, device: Any = None, non_blocking: bool = False) ->
 _AMP_MODES = (None, "amp")
 
 
-def _amp_context(amp_mode: str | None, who: str) -> Callable[[Any, torch.nn.Module], Any]:
-    """What a step runs its forward pass in: `torch.autocast` for amp_mode="amp", else nothing."""
+def _amp_context(amp_mode: str | None, who: str) -> Callable[[Any, torch.nn.Module], Any] | None:
+    """What a step runs its forward pass in: `torch.autocast` for amp_mode="amp"; None without amp,
+    so that a step calls the model directly (a no-op context is four Python calls per iteration)."""
     if amp_mode not in _AMP_MODES:
         hint = "; apex is not supported, torch's own autocast is" if amp_mode == "apex" else ""
         raise ValueError(f"amp_mode of {who} must be None or 'amp', got {amp_mode!r}{hint}")
     if amp_mode is None:
-        return lambda device, module: contextlib.nullcontext()
+        return None
     return lambda device, module: torch.autocast(_device_type(device, module))
+
+
+def _forward_context(autocast: Callable[[Any, torch.nn.Module], Any] | None, device: Any, module: Any) -> Any:
+    """The context of a forward pass off the hot path: autocast with amp, else nothing."""
+    return contextlib.nullcontext() if autocast is None else autocast(device, module)
 
 
 def _device_type(device: Any, module: torch.nn.Module) -> str:
@@ -58,12 +64,6 @@ def _device_type(device: Any, module: torch.nn.Module) -> str:
     for parameter in module.parameters():
         return parameter.device.type
     return "cpu"
-
-
-def _forward_context(engine: _Supervised, module: torch.nn.Module) -> Any:
-    """What the forward pass runs in: autocast with amp, else nothing."""
-    autocast = engine._autocast
-    return contextlib.nullcontext() if autocast is None else autocast(engine.device, module)
 
 
 class _Supervised:
@@ -89,10 +89,7 @@ def _setup(
     amp_mode: str | None,
 ) -> None:
     """What a supervised trainer and evaluator share: the model component, the device, the step's helpers."""
-    autocast = _amp_context(amp_mode, f"engine {engine.name!r}")
-    # None without amp: the step then calls the model directly, not inside a no-op context
-    # (a lambda, a nullcontext and its two methods: four Python calls per iteration).
-    engine._autocast = None if amp_mode is None else autocast
+    engine._autocast = _amp_context(amp_mode, f"engine {engine.name!r}")
     engine.amp_mode = amp_mode
     engine.model = Model.of(model)
     if device is not None:
@@ -230,9 +227,8 @@ class SupervisedTrainer(Engine, _Supervised):
         number = self.n_iteration_started
         if self._learned_at == number:
             return self._retried_output(batch, module)
-        optimizer = self.optimizer.optimizer
         if position % steps == 0:
-            optimizer.zero_grad()
+            self.optimizer.optimizer.zero_grad()
         x, y = self.prepare_batch(batch, self.device, self.non_blocking)
         autocast = self._autocast
         if autocast is None:
@@ -257,10 +253,7 @@ class SupervisedTrainer(Engine, _Supervised):
         else:
             scaler.scale(scaled).backward()
         if (position + 1) % steps == 0:
-            if scaler is None and self._clip is None:
-                optimizer.step()  # all `_optimizer_step` does here, without a call per iteration
-            else:
-                self._optimizer_step()
+            self._optimizer_step()
         # This batch has been learned from: if what follows raises (output_transform), the
         # retry of this iteration must not backpropagate or step again.
         self._learned_at = number
@@ -278,7 +271,7 @@ class SupervisedTrainer(Engine, _Supervised):
     def _retried_output(self, batch: Any, module: torch.nn.Module) -> Any:
         """The output of an iteration retried after its step ran: the forward pass again, no learning."""
         x, y = self.prepare_batch(batch, self.device, self.non_blocking)
-        with torch.no_grad(), _forward_context(self, module):
+        with torch.no_grad(), _forward_context(self._autocast, self.device, module):
             y_pred = module(x)
             loss = self.loss_fn(y_pred, y)
         if self.output_transform is not None:
